@@ -1,0 +1,68 @@
+"""``ModalityAdapter``: a modality's encoder + a projector, described by an :class:`AdapterConfig`."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from adapters_hub.config import AdapterConfig
+
+from .modality import Modality
+from .plugins import Registry, get_registry
+
+__all__ = ["ModalityAdapter"]
+
+
+class ModalityAdapter(nn.Module):
+    """Maps raw signals of one modality to tokens in the LLM's embedding space.
+
+    Parameter names are ``encoder.*`` and ``projector.*``; ``adapter.safetensors`` stores the projector and,
+    when ``config.encoder.weights_included``, the encoder.
+    """
+
+    def __init__(self, config: AdapterConfig, modality: Modality, encoder: nn.Module, projector: nn.Module) -> None:
+        super().__init__()
+        self.config = config
+        self.modality = modality
+        self.encoder = encoder
+        self.projector = projector
+
+    @classmethod
+    def from_config(cls, config: AdapterConfig, registry: Registry | None = None) -> "ModalityAdapter":
+        """Build an untrained adapter (encoder from its plugin, projector from the projector registry)."""
+        registry = registry or get_registry()
+        modality = registry.modality(config.modality)
+        encoder = modality.build_encoder({"name": config.encoder.name, **config.encoder.config})
+        feature_dim = getattr(encoder, "feature_dim", None)
+        if feature_dim is not None and feature_dim != config.projector.in_dim:
+            raise ValueError(f"adapter {config.name!r}: encoder gives features of width {feature_dim} but the projector "
+                             f"expects {config.projector.in_dim}: set projector.in_dim to {feature_dim}")
+        factory = registry.projector_factory(config.projector.type)
+        projector = factory(config.projector.in_dim, config.projector.out_dim, config.num_tokens, **config.projector.options)
+        return cls(config, modality, encoder, projector)
+
+    def forward(self, signals: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Collated signals ``[B, T, ...]`` + step mask ``[B, T]`` -> ``(tokens [B, N, H], token_mask [B, N])``."""
+        features, feature_mask = self.encoder(signals, mask)
+        return self.projector(features, feature_mask)
+
+    def encode(self, sources: Sequence[Any]) -> list[torch.Tensor]:
+        """Raw sources -> one ``[N_i, H]`` tensor of real tokens per source (padding dropped)."""
+        options = self.config.preprocessing
+        signals, mask = self.modality.encode_sources(sources, **options)
+        device = next(self.parameters()).device
+        tokens, token_mask = self(signals.to(device), mask.to(device))
+        return [t[m] for t, m in zip(tokens, token_mask)]
+
+    def set_trainable(self) -> None:
+        """Train the projector, and the encoder only where the config says so."""
+        self.projector.requires_grad_(True)
+        self.encoder.requires_grad_(bool(self.config.encoder.trainable))
+
+    def weights_for_saving(self) -> dict[str, torch.Tensor]:
+        """The tensors that go into ``adapter.safetensors``."""
+        keep_encoder = self.config.encoder.weights_included
+        return {k: v.detach().contiguous() for k, v in self.state_dict().items()
+                if k.startswith("projector.") or (keep_encoder and k.startswith("encoder."))}
