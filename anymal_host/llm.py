@@ -1,0 +1,197 @@
+"""The LLM-embedding interface: a thin wrapper over a frozen transformers causal LM.
+
+Everything the host needs from the LLM goes through :class:`LLM`: its hidden size, token embeddings, a forward
+pass on ``inputs_embeds`` (training), generation from ``inputs_embeds`` (chat), the tokenizer with its chat
+template, and a fingerprint of its embedding space that adapters are checked against.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import LLMLoadError
+
+__all__ = ["LLM", "LLMOptions", "resolve_llm_name"]
+
+LLM_ENV = "ANYMAL_LLM"
+
+
+@dataclass
+class LLMOptions:
+    """How to load the host LLM."""
+
+    # torch dtype name ("float32", "bfloat16", "float16"); None keeps float32 on CPU and bfloat16 on GPU.
+    dtype: str | None = None
+    # None, "4bit" (bitsandbytes nf4) or "8bit" (bitsandbytes LLM.int8).
+    quantization: str | None = None
+    # Module names bitsandbytes must never quantize (the LM head by default; projectors and encoders live
+    # outside the LLM and are never quantized anyway).
+    skip_modules: list[str] = field(default_factory=lambda: ["lm_head"])
+    # "cpu", "cuda", "cuda:1"...; None picks CUDA when available.
+    device: str | None = None
+    # Hub revision (branch, tag or commit) to pin.
+    revision: str | None = None
+    # Run code from the model repo. Off unless the user asks: it executes code downloaded with the weights.
+    trust_remote_code: bool = False
+
+
+def resolve_llm_name(name_or_path: str | os.PathLike[str] | None) -> str | None:
+    """The LLM the user asked for: an explicit argument, else ``$ANYMAL_LLM``, else None (the default)."""
+    if name_or_path:
+        return str(name_or_path)
+    return os.environ.get(LLM_ENV) or None
+
+
+class LLM:
+    """A frozen causal LM seen through its embedding space."""
+
+    def __init__(self, model: Any, tokenizer: Any, name: str, revision: str | None = None) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name
+        self.revision = revision
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self._fingerprint: str | None = None
+        self._fingerprint_lock = threading.Lock()
+        self.model.requires_grad_(False)
+        self.model.eval()
+
+    # ----- loading --------------------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, name_or_path: str | os.PathLike[str] | None = None, options: LLMOptions | None = None,
+             progress: bool = True) -> "LLM":
+        """Load a Hub id or local path; ``None`` means ``$ANYMAL_LLM`` or the embedded default."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        options = options or LLMOptions()
+        requested = resolve_llm_name(name_or_path)
+        if requested is None:
+            from .default_llm import DEFAULT_LLM_NAME, default_llm_path
+
+            source, display = str(default_llm_path(progress=progress)), DEFAULT_LLM_NAME
+        else:
+            source = display = requested
+            if _looks_like_path(requested) and not Path(requested).expanduser().exists():
+                raise LLMLoadError(f"LLM path {requested!r} does not exist: pass an existing folder with config.json "
+                                   "and safetensors weights, or a Hub id such as HuggingFaceTB/SmolLM2-135M-Instruct")
+            source = str(Path(requested).expanduser()) if _looks_like_path(requested) else requested
+        kwargs: dict[str, Any] = {"revision": options.revision, "trust_remote_code": options.trust_remote_code}
+        device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = getattr(torch, options.dtype) if options.dtype else (torch.bfloat16 if device.startswith("cuda") else torch.float32)
+        model_kwargs = dict(kwargs, dtype=dtype, use_safetensors=True)
+        if options.quantization:
+            model_kwargs["quantization_config"] = _bnb_config(options, dtype)
+            model_kwargs["device_map"] = {"": device}
+        from transformers.utils import logging as hf_logging
+
+        # The per-tensor "Loading weights" bar is noise for a sub-second local load; downloads keep theirs.
+        hf_logging.disable_progress_bar()
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(source, **model_kwargs)
+        except (OSError, ValueError) as exc:
+            raise LLMLoadError(
+                f"could not load the LLM {display!r}: {exc}. Pass a local folder (config.json + *.safetensors), "
+                "a Hub id reachable from here, or leave --llm out to use the embedded default"
+            ) from exc
+        finally:
+            hf_logging.enable_progress_bar()
+        if not options.quantization:
+            model.to(device)
+        return cls(model, tokenizer, name=display, revision=options.revision)
+
+    # ----- the embedding interface ----------------------------------------------------------------------
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.get_input_embeddings().weight.shape[1])
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.get_input_embeddings().weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.get_input_embeddings().weight.dtype
+
+    @property
+    def chat_template(self) -> str | None:
+        return getattr(self.tokenizer, "chat_template", None)
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Token ids ``[B, L]`` -> embeddings ``[B, L, H]``."""
+        return self.model.get_input_embeddings()(input_ids.to(self.device))
+
+    def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None = None) -> Any:
+        """One forward pass on embeddings; with labels (-100 = ignored) the output carries the LM loss."""
+        return self.model(inputs_embeds=inputs_embeds.to(self.dtype), attention_mask=attention_mask, labels=labels)
+
+    @torch.inference_mode()
+    def generate(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int = 64,
+                 **generate_kwargs: Any) -> list[str]:
+        """Generate from left-padded embeddings; returns the decoded new text of each row."""
+        generate_kwargs.setdefault("do_sample", False)
+        if not generate_kwargs["do_sample"]:
+            # Greedy decoding: drop sampling settings a model's generation_config may carry, to keep it quiet.
+            generate_kwargs.update(temperature=None, top_p=None, top_k=None)
+        output = self.model.generate(
+            inputs_embeds=inputs_embeds.to(self.dtype), attention_mask=attention_mask.to(self.device),
+            max_new_tokens=max_new_tokens, pad_token_id=self.tokenizer.pad_token_id, **generate_kwargs,
+        )
+        return [t.strip() for t in self.tokenizer.batch_decode(output, skip_special_tokens=True)]
+
+    # ----- identity -------------------------------------------------------------------------------------
+
+    @property
+    def fingerprint(self) -> str:
+        """``sha256:...`` of what defines the embedding space: architecture, hidden size, vocabulary and the
+        token-embedding weights (hashed as bfloat16, so float32 and bfloat16 loads of one checkpoint agree).
+        Computed once per instance."""
+        with self._fingerprint_lock:
+            if self._fingerprint is None:
+                self._fingerprint = embedding_fingerprint(self.model)
+            return self._fingerprint
+
+    def describe(self) -> dict[str, Any]:
+        """What an adapter records about the LLM it was trained against."""
+        return {"name": self.name, "revision": self.revision, "hidden_size": self.hidden_size, "fingerprint": self.fingerprint}
+
+
+def embedding_fingerprint(model: Any) -> str:
+    config = model.config
+    head = {
+        "architectures": list(getattr(config, "architectures", None) or [type(model).__name__]),
+        "hidden_size": int(model.get_input_embeddings().weight.shape[1]),
+        "vocab_size": int(model.get_input_embeddings().weight.shape[0]),
+    }
+    digest = hashlib.sha256(json.dumps(head, sort_keys=True).encode())
+    weight = model.get_input_embeddings().weight.detach().to("cpu", torch.bfloat16).contiguous()
+    digest.update(weight.view(torch.int16).numpy().tobytes())
+    return "sha256:" + digest.hexdigest()
+
+
+def _looks_like_path(name: str) -> bool:
+    """A Hub id is ``org/name``; anything absolute, relative-dotted, home-based or deeper is a path."""
+    return (name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", os.sep, 1).split(os.sep, 1)[-1]
+            or Path(name).expanduser().exists())
+
+
+def _bnb_config(options: LLMOptions, compute_dtype: torch.dtype) -> Any:
+    from transformers import BitsAndBytesConfig
+
+    if options.quantization == "4bit":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute_dtype,
+                                  llm_int8_skip_modules=list(options.skip_modules))
+    if options.quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=list(options.skip_modules))
+    raise ValueError(f"quantization {options.quantization!r} is not supported: use '4bit', '8bit' or leave it unset")

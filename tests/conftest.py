@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import pytest
+
+from adapters_hub.config import AdapterConfig, EncoderRef, LLMRef, ProjectorSpec
+from anymal_host import AnymalHost, LLM, ModalityAdapter, Registry
+
+from . import toy_plugin
+from .tiny import tiny_llm
+
+
+@pytest.fixture(scope="session")
+def tiny() -> LLM:
+    """A 2-layer LLaMA with hidden size 32 and a BPE tokenizer trained on a few sentences."""
+    return tiny_llm()
+
+
+@pytest.fixture
+def registry(monkeypatch) -> Registry:
+    """The default plugins plus the toy test plugin; installed entry-point plugins are left out."""
+    monkeypatch.setenv("ANYMAL_LOAD_PLUGINS", "")
+    return Registry.from_environment(extra_plugins=[toy_plugin])
+
+
+def toy_config(llm: LLM, projector: str = "meanpool", num_tokens: int = 4, **options) -> AdapterConfig:
+    return AdapterConfig(
+        name=f"toy-{projector}", modality="toy",
+        encoder=EncoderRef(name="toy-linear", config={"width": 8}),
+        projector=ProjectorSpec(type=projector, in_dim=8, out_dim=llm.hidden_size, options=options),
+        llm=LLMRef(**{k: v for k, v in llm.describe().items()}), num_tokens=num_tokens,
+    )
+
+
+@pytest.fixture
+def toy_host(tiny, registry) -> AnymalHost:
+    import torch
+
+    torch.manual_seed(0)
+    host = AnymalHost(tiny, registry=registry)
+    host.add_adapter(ModalityAdapter.from_config(toy_config(tiny), registry))
+    return host
+
+
+@pytest.fixture(scope="session")
+def default_llm() -> LLM:
+    """The real embedded default LLM (SmolLM2-135M-Instruct), converted once into $ANYMAL_HOME."""
+    return LLM.load(progress=False)

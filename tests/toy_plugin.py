@@ -1,0 +1,92 @@
+"""A third-party-style plugin defined in the tests: a new modality (``toy``: a text file of numbers, one
+step per line, two channels) and a new projector type (``meanpool``). The host has no code for either."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from anymal_host import DatasetSpec, Encoder, InvalidSignalError, Modality, SignalSpec, hookimpl
+
+
+class ToyEncoder(Encoder):
+    def __init__(self, width: int = 8) -> None:
+        super().__init__()
+        self.feature_dim = width
+        self.proj = nn.Linear(2, width)
+
+    def forward(self, signals: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.tanh(self.proj(signals)), mask
+
+
+class ToyModality(Modality):
+    name = "toy"
+    file_extensions = (".toy",)
+    media_types = ("application/x-toy",)
+    signal_spec = SignalSpec(sample_rate=10, channels=2, description="two channels, one step per line")
+    description = "A test modality: lines of two numbers."
+
+    def load(self, source: Any, **options: Any) -> torch.Tensor:
+        if isinstance(source, (str, Path)):
+            path = Path(source)
+            if not path.is_file():
+                raise InvalidSignalError(f"toy file {path} does not exist")
+            source = np.loadtxt(path, dtype=np.float32, ndmin=2)
+        array = torch.as_tensor(np.asarray(source, dtype=np.float32))
+        if array.ndim != 2 or array.shape[1] != 2:
+            raise InvalidSignalError(f"toy signals have shape [T, 2], got {tuple(array.shape)}")
+        return array
+
+    def preprocess(self, signal: torch.Tensor, **options: Any) -> torch.Tensor:
+        return signal * float(options.get("scale", 1.0))
+
+    def build_encoder(self, config: Mapping[str, Any]) -> Encoder:
+        return ToyEncoder(width=int(config.get("width", 8)))
+
+    def example_input(self) -> Any:
+        return np.stack([np.sin(np.arange(12) / 3), np.cos(np.arange(12) / 3)], axis=1).astype(np.float32)
+
+
+class MeanPoolProjector(nn.Module):
+    """Mean over real steps, then ``num_tokens`` learned linear heads."""
+
+    def __init__(self, in_dim: int, out_dim: int, num_tokens: int = 4) -> None:
+        super().__init__()
+        self.heads = nn.Linear(in_dim, out_dim * num_tokens)
+        self.num_tokens, self.out_dim = num_tokens, out_dim
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        weights = mask.unsqueeze(-1).to(features.dtype)
+        pooled = (features * weights).sum(1) / weights.sum(1).clamp(min=1)
+        tokens = self.heads(pooled).view(features.shape[0], self.num_tokens, self.out_dim)
+        return tokens, torch.ones(tokens.shape[:2], dtype=torch.bool)
+
+
+def _toy_dataset(split: str, **options: Any) -> list[dict[str, Any]]:
+    generator = torch.Generator().manual_seed({"train": 0, "val": 1, "test": 2}[split])
+    items = []
+    for i in range(8):
+        rising = i % 2 == 0
+        base = torch.linspace(0, 1, 12) if rising else torch.linspace(1, 0, 12)
+        signal = torch.stack([base, base], 1) + 0.01 * torch.randn(12, 2, generator=generator)
+        items.append({"signal": signal, "caption": "It rises." if rising else "It falls.", "label": "rising" if rising else "falling"})
+    return items
+
+
+@hookimpl
+def register_modalities(register):
+    register(ToyModality())
+
+
+@hookimpl
+def register_projectors(register):
+    register("meanpool", MeanPoolProjector)
+
+
+@hookimpl
+def register_datasets(register):
+    register(DatasetSpec(name="toy:ramps", modality="toy", build=_toy_dataset, description="rising and falling ramps"))
