@@ -1,0 +1,154 @@
+"""Saving and loading an adapter package folder.
+
+    anymal_adapter.json     the AdapterConfig (schema_version, modality, encoder, projector, LLM, LoRA, metrics)
+    adapter.safetensors     projector (+ encoder) weights; metadata repeats schema_version, llm_fingerprint, modality
+    lora/                   optional, peft's own format: adapter_config.json + adapter_model.safetensors
+    README.md               Hub model card
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from collections.abc import Collection, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .atomic import copy_file, fsync_tree, replace_dir, temp_sibling
+from .card import render_model_card
+from .checks import TensorSpec, check_package
+from .config import SCHEMA_VERSION, AdapterConfig
+from .errors import AdapterPackageError, PackageCorruptError, PackageFileMissingError, TensorMismatchError
+from .layout import (
+    CONFIG_NAME, DEFAULT_LIMITS, LORA_CONFIG_NAME, LORA_DIR, LORA_WEIGHTS_NAME, README_NAME, WEIGHTS_FORMAT,
+    WEIGHTS_NAME, PackageLimits,
+)
+from .schema import ANYMAL_VERSION, config_to_json
+
+if TYPE_CHECKING:  # torch loads on first save/load, not at import (the CLI lists hubs without it)
+    import torch
+
+__all__ = ["save_adapter_package", "load_adapter_package", "weights_metadata"]
+
+
+def weights_metadata(config: AdapterConfig) -> dict[str, str]:
+    """The safetensors ``__metadata__`` of ``adapter.safetensors``: enough to tell, from the header alone,
+    which schema wrote the weights and which LLM they belong to."""
+    return {"schema_version": str(config.schema_version), "llm_fingerprint": config.llm.fingerprint,
+            "modality": config.modality, "format": WEIGHTS_FORMAT}
+
+
+def _validate_for_saving(config: AdapterConfig, tensors: Mapping[str, "torch.Tensor"]) -> None:
+    import torch
+
+    if config.projector.out_dim != config.llm.hidden_size:
+        raise AdapterPackageError(f"projector.out_dim is {config.projector.out_dim} but llm.hidden_size is "
+                                  f"{config.llm.hidden_size}: the projector must output the LLM's hidden size")
+    if not tensors:
+        raise TensorMismatchError("no tensors to save: pass ModalityAdapter.weights_for_saving()")
+    allowed = ("projector.", "encoder.") if config.encoder.weights_included else ("projector.",)
+    stray = sorted(k for k in tensors if not k.startswith(allowed))
+    if stray:
+        raise TensorMismatchError(f"tensors {stray[:5]} are not under {' / '.join(p + '*' for p in allowed)}: save "
+                                  f"ModalityAdapter.weights_for_saving(), or set encoder.weights_included")
+    for name, t in tensors.items():
+        if not isinstance(t, torch.Tensor):
+            raise TensorMismatchError(f"{name} is a {type(t).__name__}, not a torch.Tensor")
+
+
+def _lora_config(lora_dir: Path) -> dict:
+    for name in (LORA_CONFIG_NAME, LORA_WEIGHTS_NAME):
+        if not (lora_dir / name).is_file():
+            raise PackageFileMissingError(f"{lora_dir} has no {name}: pass the folder peft's save_pretrained wrote "
+                                          f"(with safe_serialization=True, the default)")
+    return json.loads((lora_dir / LORA_CONFIG_NAME).read_text(encoding="utf-8"))
+
+
+def save_adapter_package(
+    folder: str | os.PathLike[str],
+    config: AdapterConfig,
+    tensors: Mapping[str, "torch.Tensor"],
+    lora_dir: str | os.PathLike[str] | None = None,
+    readme_extra: str = "",
+    *,
+    license: str = "apache-2.0",
+) -> AdapterConfig:
+    """Write a package to ``folder`` atomically (built in a temporary sibling, fsynced, then moved into place;
+    an existing package there is replaced). Returns the config as written: ``anymal_version`` and
+    ``schema_version`` are stamped, and ``lora`` is filled from ``lora_dir/adapter_config.json`` when unset."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    _validate_for_saving(config, tensors)
+    config = dataclasses.replace(config, anymal_version=ANYMAL_VERSION, schema_version=SCHEMA_VERSION)
+    if lora_dir is not None:
+        lora_config = _lora_config(Path(lora_dir))
+        config = dataclasses.replace(config, lora=config.lora if config.lora is not None else lora_config)
+    elif config.lora is not None:
+        raise PackageFileMissingError(f"config {config.name!r} declares a LoRA but no lora_dir was given: pass the "
+                                      f"folder peft's save_pretrained wrote, or set config.lora to None")
+    if folder.exists() and any(folder.iterdir()) and not (folder / CONFIG_NAME).is_file():
+        raise AdapterPackageError(f"{folder} exists and is not an adapter package: choose an empty or new folder "
+                                  f"(refusing to replace unrelated files)")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_sibling(folder)
+    try:
+        tmp.mkdir()
+        (tmp / CONFIG_NAME).write_text(config_to_json(config), encoding="utf-8")
+        save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(tmp / WEIGHTS_NAME),
+                  metadata=weights_metadata(config))
+        if lora_dir is not None:
+            (tmp / LORA_DIR).mkdir()
+            for name in (LORA_CONFIG_NAME, LORA_WEIGHTS_NAME):
+                copy_file(Path(lora_dir) / name, tmp / LORA_DIR / name)
+        (tmp / README_NAME).write_text(render_model_card(config, license=license, readme_extra=readme_extra),
+                                       encoding="utf-8")
+        fsync_tree(tmp)
+        replace_dir(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return config
+
+
+def load_adapter_package(
+    folder: str | os.PathLike[str],
+    *,
+    installed_modalities: Collection[str] | None = None,
+    host_hidden_size: int | None = None,
+    host_fingerprint: str | None = None,
+    host_llm_name: str | None = None,
+    expected_tensors: Mapping[str, TensorSpec] | None = None,
+    force: bool = False,
+    limits: PackageLimits = DEFAULT_LIMITS,
+    device: str = "cpu",
+    check_finite: bool = True,
+) -> tuple[AdapterConfig, dict[str, "torch.Tensor"]]:
+    """Check a package (see :func:`~adapters_hub.checks.check_package`; nothing is read before every check
+    passes), then read ``adapter.safetensors``. Returns ``(config, tensors)``, equal to what was saved.
+    ``check_finite`` refuses weights holding NaN or inf (a diverged training run). The LoRA folder, when
+    present, is ``Path(folder) / "lora"`` (peft loads it as it is)."""
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    checked = check_package(folder, installed_modalities=installed_modalities, host_hidden_size=host_hidden_size,
+                            host_fingerprint=host_fingerprint, host_llm_name=host_llm_name,
+                            expected_tensors=expected_tensors, force=force, limits=limits)
+    try:
+        tensors = load_file(str(Path(folder) / WEIGHTS_NAME), device=device)
+    except (SafetensorError, OSError) as e:
+        raise PackageCorruptError(f"{WEIGHTS_NAME} could not be read ({e}): it changed or is corrupt; pull the "
+                                  f"package again") from None
+    if set(tensors) != set(checked.header.tensors):  # the file changed between the check and the read
+        raise PackageCorruptError(f"{WEIGHTS_NAME} changed while it was being loaded: pull the package again")
+    if check_finite:
+        bad = sorted(k for k, t in tensors.items()
+                     if t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all()))
+        if bad:
+            raise PackageCorruptError(
+                f"{WEIGHTS_NAME} of adapter {checked.config.name!r} holds NaN or inf in {', '.join(bad[:5])}: the "
+                f"training run diverged; publish an earlier checkpoint (or pass check_finite=False to inspect it)")
+    return checked.config, tensors
+

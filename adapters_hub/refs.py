@@ -1,0 +1,123 @@
+"""Adapter refs: which hub holds a package and at which revision.
+
+    org/name[@rev]                    Hugging Face Hub
+    hf://org/name[@rev]               Hugging Face Hub (explicit)
+    file:///abs/root/org/name[@rev]   folder hub rooted at /abs/root
+    /path/to/package  ./package       a local package folder (an existing directory)
+    /abs/root/org/name@rev            a folder hub repo, by path
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+from .errors import InvalidRefError
+from .layout import CONFIG_NAME
+
+__all__ = ["AdapterRef", "parse_ref", "validate_repo_id", "validate_revision"]
+
+_NAME_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+_REVISION = re.compile(r"^[A-Za-z0-9._-][A-Za-z0-9._/-]{0,199}$")
+_FORMS = "org/name[@revision], hf://org/name[@revision], file:///abs/root/org/name[@revision], or a package folder"
+
+
+def validate_repo_id(repo: str) -> str:
+    """``org/name`` with Hub-safe characters (also what keeps folder-hub paths inside their root)."""
+    parts = repo.split("/")
+    if len(parts) != 2 or not all(_NAME_PART.match(p) and ".." not in p for p in parts):
+        raise InvalidRefError(f"{repo!r} is not a repo id: use 'org/name' (letters, digits, '.', '_', '-')")
+    return repo
+
+
+def validate_revision(revision: str) -> str:
+    """A branch, tag or commit; no ``..`` or leading ``/`` (folder hubs store refs as files)."""
+    if not _REVISION.match(revision) or ".." in revision or "//" in revision or revision.endswith("/"):
+        raise InvalidRefError(f"{revision!r} is not a revision: use a branch ('main'), a tag or a commit hash")
+    return revision
+
+
+@dataclass(frozen=True)
+class AdapterRef:
+    """A parsed ref."""
+
+    # Which hub: the Hugging Face Hub, a folder hub, or a package folder used in place.
+    kind: Literal["hf", "folder", "local"]
+    # ``org/name`` on the hub (None for a local package).
+    repo: str | None = None
+    # Branch, tag or commit; None means the hub's default (``main``).
+    revision: str | None = None
+    # Folder hub root (kind "folder") or the package folder (kind "local").
+    path: Path | None = None
+
+    def __str__(self) -> str:
+        rev = f"@{self.revision}" if self.revision else ""
+        if self.kind == "hf":
+            return f"hf://{self.repo}{rev}"
+        if self.kind == "folder":
+            return f"file://{(self.path / self.repo).as_posix()}{rev}"  # type: ignore[operator]
+        return str(self.path)
+
+
+def _split_revision(text: str) -> tuple[str, str | None]:
+    head, sep, rev = text.rpartition("@")
+    if not sep:
+        return text, None
+    return head, validate_revision(rev)
+
+
+def _hub_ref(text: str, ref: str) -> AdapterRef:
+    repo, revision = _split_revision(text)
+    try:
+        validate_repo_id(repo)
+    except InvalidRefError:
+        raise InvalidRefError(f"cannot parse adapter ref {ref!r}: use {_FORMS}") from None
+    return AdapterRef("hf", repo, revision)
+
+
+def _path_ref(path: Path, ref: str) -> AdapterRef:
+    """A filesystem path: a package folder, or ``root/org/name[@rev]`` in a folder hub."""
+    if not path.is_absolute():
+        path = path.absolute()
+    if (path / CONFIG_NAME).is_file() or (path.is_dir() and "@" not in path.name and not (path / "refs").is_dir()):
+        return AdapterRef("local", path=path)
+    name, revision = _split_revision(path.name)
+    repo_dir = path.with_name(name)
+    repo = f"{repo_dir.parent.name}/{repo_dir.name}"
+    try:
+        validate_repo_id(repo)
+    except InvalidRefError:
+        raise InvalidRefError(f"{ref!r} is neither an adapter package folder (no {CONFIG_NAME}) nor a folder-hub "
+                              f"repo root/org/name[@revision]: check the path, or use {_FORMS}") from None
+    return AdapterRef("folder", repo, revision, repo_dir.parent.parent)
+
+
+def parse_ref(ref: str | os.PathLike[str]) -> AdapterRef:
+    """Parse a ref (see the module docstring). Plain ``org/name`` means the Hugging Face Hub unless a folder of
+    that name exists, in which case the folder wins (it is what the user has in front of them)."""
+    if isinstance(ref, os.PathLike):
+        return _path_ref(Path(ref), str(ref))
+    text = ref.strip()
+    if not text:
+        raise InvalidRefError(f"empty adapter ref: use {_FORMS}")
+    if text.startswith("hf://"):
+        return _hub_ref(text[len("hf://"):], ref)
+    if text.startswith("file://"):
+        parts = urlsplit(text)
+        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+            raise InvalidRefError(f"{ref!r}: a file ref needs an absolute path, file:///abs/root/org/name[@revision]")
+        return _path_ref(Path(unquote(parts.path)), ref)
+    if "://" in text:
+        raise InvalidRefError(f"{ref!r}: unknown scheme; use {_FORMS}")
+    looks_like_path = text.startswith(("/", "./", "../", "~")) or os.sep != "/" and os.sep in text
+    candidate = Path(os.path.expanduser(text))
+    if candidate.is_dir() or looks_like_path:
+        base = Path(os.path.expanduser(_split_revision(text)[0]))
+        if not candidate.is_dir() and not base.is_dir():
+            raise InvalidRefError(f"{ref!r} looks like a path but no such folder exists: check the path")
+        return _path_ref(candidate, ref)
+    return _hub_ref(text, ref)

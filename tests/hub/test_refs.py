@@ -1,0 +1,63 @@
+"""Parsing refs: Hugging Face ids, hf://, file:// folder hubs, plain package paths."""
+
+from __future__ import annotations
+
+import pytest
+
+from adapters_hub import AdapterRef, InvalidRefError, parse_ref
+
+
+@pytest.mark.parametrize("ref, repo, revision", [
+    ("org/name", "org/name", None),
+    ("org/name@v1.2", "org/name", "v1.2"),
+    ("hf://org/name", "org/name", None),
+    ("hf://org/my.adapter-2@" + "a" * 40, "org/my.adapter-2", "a" * 40),
+    ("hf://org/name@refs/pr/1", "org/name", "refs/pr/1"),
+])
+def test_hugging_face_refs(ref, repo, revision):
+    assert parse_ref(ref) == AdapterRef("hf", repo, revision)
+
+
+def test_file_refs_name_a_folder_hub(tmp_path):
+    parsed = parse_ref(f"file://{tmp_path}/hub/org/name@abc1234")
+    assert parsed == AdapterRef("folder", "org/name", "abc1234", tmp_path / "hub")
+    assert str(parsed) == f"file://{tmp_path}/hub/org/name@abc1234"
+    assert parse_ref(f"file://{tmp_path}/hub/org/name").revision is None
+
+
+def test_existing_package_folder_is_local(package, monkeypatch):
+    assert parse_ref(str(package)) == AdapterRef("local", path=package)
+    assert parse_ref(package) == AdapterRef("local", path=package)
+    assert parse_ref(f"file://{package}") == AdapterRef("local", path=package)
+    monkeypatch.chdir(package.parent)
+    assert parse_ref("./pkg") == AdapterRef("local", path=package)
+
+
+def test_folder_named_like_a_repo_wins_over_the_hub(tmp_path, monkeypatch, package):
+    (tmp_path / "org").mkdir()
+    package.rename(tmp_path / "org" / "name")
+    monkeypatch.chdir(tmp_path)
+    assert parse_ref("org/name").kind == "local"
+
+
+def test_folder_hub_repo_by_path(tmp_path):
+    (tmp_path / "org" / "name" / "refs").mkdir(parents=True)
+    assert parse_ref(str(tmp_path / "org" / "name")) == AdapterRef("folder", "org/name", None, tmp_path)
+    assert parse_ref(f"{tmp_path}/org/name@main") == AdapterRef("folder", "org/name", "main", tmp_path)
+
+
+@pytest.mark.parametrize("ref, message", [
+    ("", "empty adapter ref"),
+    ("just-a-name", "cannot parse adapter ref"),
+    ("org/name/extra", "cannot parse adapter ref"),
+    ("hf://../etc", "cannot parse adapter ref"),
+    ("hf://org/..", "cannot parse adapter ref"),
+    ("org/name@", "is not a revision"),
+    ("org/name@../../x", "is not a revision"),
+    ("s3://bucket/x", "unknown scheme"),
+    ("file://host/abs/org/name", "needs an absolute path"),
+    ("/no/such/folder", "no such folder exists"),
+])
+def test_bad_refs_are_refused(ref, message):
+    with pytest.raises(InvalidRefError, match=message):
+        parse_ref(ref)
