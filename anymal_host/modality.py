@@ -57,6 +57,8 @@ class Modality(ABC):
     signal_spec: SignalSpec = SignalSpec()
     #: One line for ``anymal modalities``.
     description: str = ""
+    #: Encoder config (``name`` + options) that training uses when the user gives none.
+    default_encoder: Mapping[str, Any] = {}
 
     @abstractmethod
     def load(self, source: Any, **options: Any) -> torch.Tensor:
@@ -114,6 +116,13 @@ class DatasetSpec:
     build: Callable[..., Sequence[Mapping[str, Any]]]
     # One line for listings.
     description: str = ""
+    # Class names, when items carry a ``"label"`` (evaluation reports accuracy and a confusion matrix over them).
+    labels: tuple[str, ...] = ()
+    # Reads a class name out of generated text (None when it finds none); required for accuracy.
+    parse_label: Callable[[str], str | None] | None = None
+    # Questions to pair with the signal when training and evaluating ("What is the person doing?"); the
+    # trainer falls back to generic ones when empty.
+    questions: tuple[str, ...] = ()
     # Free-form facts shown in listings: licence, source, size, split rule.
     info: dict[str, Any] = field(default_factory=dict)
 

@@ -87,6 +87,8 @@ class ImuModality(Modality):
         classifying a long recording window by window."""
         return sig.windows(signal, size=size, step=step)
 
+    default_encoder = {"name": "imu-conv-transformer"}
+
     def build_encoder(self, config: Mapping[str, Any]) -> Encoder:
         from .encoder import build_encoder  # torch.nn model code loads on first use, not at registration
 

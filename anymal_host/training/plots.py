@@ -1,0 +1,39 @@
+"""The loss curve PNG every training run writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+__all__ = ["save_loss_curve"]
+
+
+def save_loss_curve(history: Sequence[dict[str, Any]], path: Path, title: str) -> None:
+    """Train loss (raw and smoothed) and validation loss against the step."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on servers and CI
+    import matplotlib.pyplot as plt
+
+    train = [(h["step"], h["loss"]) for h in history if "loss" in h]
+    val = [(h["step"], h["val_loss"]) for h in history if "val_loss" in h]
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    if train:
+        steps, losses = zip(*train)
+        ax.plot(steps, losses, color="tab:blue", alpha=0.25, linewidth=0.8, label="train (per step)")
+        window = max(1, len(losses) // 25)
+        smooth = [sum(losses[max(0, i - window + 1): i + 1]) / len(losses[max(0, i - window + 1): i + 1])
+                  for i in range(len(losses))]
+        ax.plot(steps, smooth, color="tab:blue", linewidth=1.6, label=f"train (mean of {window})")
+    if val:
+        steps, losses = zip(*val)
+        ax.plot(steps, losses, "o-", color="tab:orange", linewidth=1.6, label="validation")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss on caption tokens")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
