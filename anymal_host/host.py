@@ -26,7 +26,11 @@ class AdapterSlot:
 
     name: str
     adapter: ModalityAdapter
-    source: str  # "memory", a bundled adapter's folder, or a hub ref
+    source: str  # "memory", a bundled adapter's folder, or the ref it was loaded from
+    # "memory" (add_adapter), "bundled" (a plugin's package), "hub" (a hub ref) or "folder" (a local package)
+    kind: str = "memory"
+    # The package folder it was read from (a hub's revision folder or cache snapshot), when it came from one.
+    folder: str | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,7 @@ class AnymalHost:
         self.registry = registry or get_registry()
         self._state = _State()
         self._swap_lock = threading.Lock()
+        self._bundled_lock = threading.Lock()
 
     # ----- the LLM --------------------------------------------------------------------------------------
 
@@ -76,18 +81,64 @@ class AnymalHost:
         return self._state.active.get(modality)
 
     def add_adapter(self, adapter: ModalityAdapter, name: str | None = None, source: str = "memory",
-                    activate: bool = True) -> str:
-        """Put a built adapter in place under ``name`` (default: its config's name), atomically."""
+                    activate: bool = True, *, kind: str = "memory", folder: str | None = None) -> str:
+        """Put a built adapter in place under ``name`` (default: its config's name), atomically.
+
+        An adapter already loaded under ``name`` is replaced: requests in flight finish on the one they started
+        with, new requests see this one. ``activate`` makes it the adapter its modality's attachments use by
+        default (the first adapter of a modality is always activated)."""
         name = name or adapter.config.name
         adapter.to(self.llm.device).eval()
+        self._put(AdapterSlot(name, adapter, source, kind, folder), activate)
+        return name
+
+    def _put(self, slot: AdapterSlot, activate: bool) -> None:
         with self._swap_lock:
             slots = dict(self._state.slots)
             active = dict(self._state.active)
-            slots[name] = AdapterSlot(name, adapter, source)
-            if activate or adapter.config.modality not in active:
-                active[adapter.config.modality] = name
+            slots[slot.name] = slot
+            modality = slot.adapter.config.modality
+            if activate or modality not in active:
+                active[modality] = slot.name
+            # a replaced adapter of another modality must not stay active for its old modality
+            for other, name in list(active.items()):
+                if name == slot.name and other != modality:
+                    del active[other]
+                    fallback = next((s.name for s in slots.values() if s.adapter.config.modality == other), None)
+                    if fallback is not None:
+                        active[other] = fallback
             self._state = _State(MappingProxyType(slots), MappingProxyType(active))
-        return name
+
+    def load_adapter(self, ref: str | os.PathLike[str], name: str | None = None, force: bool = False,
+                     cache_dir: str | os.PathLike[str] | None = None, *, activate: bool = True,
+                     hf_endpoint: str | None = None, token: str | bool | None = None) -> str:
+        """Hot-load the adapter package ``ref`` into the running host; returns the name it is loaded under.
+
+        ``ref``: ``org/name[@rev]`` or ``hf://org/name[@rev]`` (Hugging Face Hub, downloaded into ``cache_dir``,
+        default ``$ANYMAL_HOME/adapters``; ``hf_endpoint`` default ``$HF_ENDPOINT``), ``file:///root/org/name[@rev]``
+        or ``/root/org/name@rev`` (folder hub, read in place: its revisions are immutable), or a package folder.
+
+        The package is resolved, checked before any weight is read (file safety, schema, modality plugin,
+        hidden size, LLM fingerprint: ``force=True`` accepts another checkpoint of the same-size LLM with a
+        warning), built through its plugin and loaded strictly, all off to the side; only then is it swapped in
+        (see :meth:`add_adapter`). Any failure raises (an ``adapters_hub.AdapterPackageError`` for a bad or
+        incompatible package) and leaves the host serving exactly what it served before. The LLM is not
+        reloaded. Packages carrying a LoRA are refused (see :mod:`anymal_host.loading`).
+        """
+        from adapters_hub import parse_ref, resolve
+
+        from .loading import build_adapter_from_folder
+
+        parsed = parse_ref(ref)
+        if parsed.kind == "hf" and cache_dir is None:
+            from .paths import anymal_home
+
+            cache_dir = anymal_home() / "adapters"
+        folder = resolve(parsed, cache_dir=cache_dir, hf_endpoint=hf_endpoint or os.environ.get("HF_ENDPOINT") or None,
+                         token=token)
+        adapter = build_adapter_from_folder(folder, self, force=force)
+        return self.add_adapter(adapter, name=name, source=str(ref), activate=activate,
+                                kind="folder" if parsed.kind == "local" else "hub", folder=str(folder))
 
     def unload_adapter(self, name: str) -> None:
         """Remove an adapter; requests already running keep it until they finish."""
@@ -105,8 +156,40 @@ class AnymalHost:
                         break
             self._state = _State(MappingProxyType(slots), MappingProxyType(active))
 
+    def list_adapters(self, *, include_bundled: bool = True, load_llm: bool = False) -> list[dict[str, Any]]:
+        """The loaded adapters, then the plugins' bundled adapters not loaded yet (what a request of their
+        modality would load), one dict each: ``name``, ``modality``, ``kind`` (memory / bundled / hub /
+        folder), ``source``, ``folder``, ``revision``, ``loaded``, ``active``, ``projector``, ``num_tokens``,
+        ``llm``, ``fingerprint_match`` (None when the host LLM is not loaded and ``load_llm`` is False),
+        ``has_lora`` and ``error`` (why a bundled package cannot be read, else None)."""
+        state = self._state
+        host_fp = self.llm.fingerprint if (load_llm or self._llm is not None) else None
+        rows: list[dict[str, Any]] = []
+        for slot in state.slots.values():
+            config = slot.adapter.config
+            rows.append(_row(slot.name, config, slot.kind, slot.source, slot.folder, True,
+                             state.active.get(config.modality) == slot.name, host_fp))
+        if include_bundled:
+            from adapters_hub import read_package_config
+
+            for name, folder in sorted(self.registry.bundled_adapters.items()):
+                if name in state.slots:
+                    continue
+                try:
+                    config = read_package_config(folder)
+                except ValueError as e:
+                    rows.append({"name": name, "kind": "bundled", "source": str(folder), "folder": str(folder),
+                                 "loaded": False, "active": False, "error": str(e)})
+                    continue
+                rows.append(_row(name, config, "bundled", str(folder), str(folder), False, False, host_fp))
+        return rows
+
     def _adapter_for(self, state: _State, attachment: Attachment) -> tuple[_State, AdapterSlot]:
-        """The adapter that encodes ``attachment``; a bundled adapter is loaded on first need."""
+        """The adapter that encodes ``attachment`` in the request's snapshot ``state``.
+
+        A modality the snapshot has no adapter for gets its plugin's bundled adapter, loaded into the host on
+        first need; the request's view is ``state`` plus that one slot (never a newer global snapshot), so every
+        other attachment of the request is still encoded with the adapters it started with."""
         if attachment.adapter is not None:
             if attachment.adapter not in state.slots:
                 raise AdapterNotFoundError(f"no adapter named {attachment.adapter!r} is loaded "
@@ -114,12 +197,15 @@ class AnymalHost:
             return state, state.slots[attachment.adapter]
         modality = self.modality_of(attachment)
         if modality not in state.active:
-            self._load_bundled(modality)
-            state = self._state
+            slot = self._bundled_slot(modality)
+            state = _State(MappingProxyType({**state.slots, slot.name: slot}),
+                           MappingProxyType({**state.active, modality: slot.name}))
         return state, state.slots[state.active[modality]]
 
-    def _load_bundled(self, modality: str) -> None:
-        candidates = [(n, p) for n, p in self.registry.bundled_adapters.items() if _folder_modality(p) == modality]
+    def _bundled_slot(self, modality: str) -> AdapterSlot:
+        """The bundled adapter of ``modality``: the one already loaded, else built and added (not activated over
+        an adapter loaded meanwhile). One build at a time, so concurrent first requests build it once."""
+        candidates = sorted((n, p) for n, p in self.registry.bundled_adapters.items() if _folder_modality(p) == modality)
         if not candidates:
             plugin = self.registry.provider("modality", modality)
             raise AdapterNotFoundError(
@@ -128,9 +214,16 @@ class AnymalHost:
             )
         from .loading import build_adapter_from_folder  # late import: hub code is only needed here
 
-        name, folder = sorted(candidates)[0]
-        adapter = build_adapter_from_folder(folder, self)
-        self.add_adapter(adapter, name=name, source=str(folder), activate=False)
+        name, folder = candidates[0]
+        with self._bundled_lock:
+            loaded = self._state.slots.get(name)
+            if loaded is not None and loaded.kind == "bundled" and loaded.folder == str(folder):
+                return loaded
+            adapter = build_adapter_from_folder(folder, self)
+            adapter.to(self.llm.device).eval()
+            slot = AdapterSlot(name, adapter, str(folder), "bundled", str(folder))
+            self._put(slot, activate=False)
+            return slot
 
     def modality_of(self, attachment: Attachment) -> str:
         if attachment.modality is not None:
@@ -193,6 +286,17 @@ class AnymalHost:
         if system:
             messages = [{"role": "system", "content": system}, *messages]
         return self.generate([messages], max_new_tokens=max_new_tokens, **generate_kwargs)[0]
+
+
+def _row(name: str, config: Any, kind: str, source: str, folder: str | None, loaded: bool, active: bool,
+         host_fp: str | None) -> dict[str, Any]:
+    return {
+        "name": name, "modality": config.modality, "kind": kind, "source": source, "folder": folder,
+        "revision": Path(folder).name if kind == "hub" and folder else None, "loaded": loaded, "active": active,
+        "projector": config.projector.type, "num_tokens": config.num_tokens, "llm": config.llm.name,
+        "fingerprint_match": None if host_fp is None else config.llm.fingerprint == host_fp,
+        "has_lora": config.lora is not None, "error": None,
+    }
 
 
 def _folder_modality(folder: Path) -> str | None:
