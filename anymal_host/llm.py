@@ -133,8 +133,22 @@ class LLM:
         return self.model.get_input_embeddings()(input_ids.to(self.device))
 
     def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None = None) -> Any:
-        """One forward pass on embeddings; with labels (-100 = ignored) the output carries the LM loss."""
-        return self.model(inputs_embeds=inputs_embeds.to(self.dtype), attention_mask=attention_mask, labels=labels)
+        """One forward pass on embeddings. Without labels: the model's output (logits). With labels (-100 =
+        ignored): an object whose ``loss`` is the mean next-token loss over the labelled positions.
+
+        The loss path computes logits only where a label is: the LM head (vocabulary x hidden) over every
+        position is most of the cost of a short caption loss, and gradients only ever flow from labels.
+        """
+        inputs_embeds = inputs_embeds.to(self.dtype)
+        if labels is None:
+            return self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask)
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        hidden = base.get_decoder()(inputs_embeds=inputs_embeds, attention_mask=attention_mask).last_hidden_state
+        targets = labels[:, 1:].to(hidden.device)
+        keep = targets != -100
+        logits = base.get_output_embeddings()(hidden[:, :-1][keep]).float()
+        loss = torch.nn.functional.cross_entropy(logits, targets[keep])
+        return _LossOutput(loss=loss, logits=logits)
 
     @torch.inference_mode()
     def generate(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int = 64,
@@ -165,6 +179,12 @@ class LLM:
     def describe(self) -> dict[str, Any]:
         """What an adapter records about the LLM it was trained against."""
         return {"name": self.name, "revision": self.revision, "hidden_size": self.hidden_size, "fingerprint": self.fingerprint}
+
+
+@dataclass
+class _LossOutput:
+    loss: torch.Tensor
+    logits: torch.Tensor  # [number of labelled positions, vocabulary]
 
 
 def embedding_fingerprint(model: Any) -> str:

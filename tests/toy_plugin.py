@@ -77,6 +77,17 @@ def _toy_dataset(split: str, **options: Any) -> list[dict[str, Any]]:
     return items
 
 
+def _toy_levels(split: str, **options: Any) -> list[dict[str, Any]]:
+    """Constant high or low signals: separable by a mean-pooled feature (ramps are not: same mean)."""
+    generator = torch.Generator().manual_seed({"train": 10, "val": 11, "test": 12}[split])
+    items = []
+    for i in range(16):
+        high = i % 2 == 0
+        signal = torch.full((12, 2), 1.0 if high else -1.0) + 0.05 * torch.randn(12, 2, generator=generator)
+        items.append({"signal": signal, "caption": "It is high." if high else "It is low.", "label": "high" if high else "low"})
+    return items
+
+
 @hookimpl
 def register_modalities(register):
     register(ToyModality())
@@ -90,3 +101,4 @@ def register_projectors(register):
 @hookimpl
 def register_datasets(register):
     register(DatasetSpec(name="toy:ramps", modality="toy", build=_toy_dataset, description="rising and falling ramps"))
+    register(DatasetSpec(name="toy:levels", modality="toy", build=_toy_levels, description="high and low levels"))

@@ -22,6 +22,9 @@ class TrainConfig:
     stage: int = 1
     # Encoder config passed to the modality's ``build_encoder`` (``name`` + options); empty = the modality's default.
     encoder: dict[str, Any] = field(default_factory=dict)
+    # Start the encoder from these weights: a safetensors file with ``encoder.*`` tensors (what
+    # ``anymal train pretrain-encoder`` writes) or an adapter package folder.
+    init_encoder: str | None = None
     # Whether the encoder trains too (it starts from the plugin's weights, or from scratch if it ships none).
     train_encoder: bool = True
     # Registered projector type: ``linear``, ``mlp``, ``perceiver`` or one a plugin adds.

@@ -69,6 +69,8 @@ def train(config: TrainConfig, host: AnymalHost | None = None, progress: bool = 
     adapter_config = _adapter_config(config, host, spec)
     torch.manual_seed(config.seed)
     adapter = ModalityAdapter.from_config(adapter_config, host.registry)
+    if config.init_encoder:
+        _init_encoder(adapter, Path(config.init_encoder))
     adapter.set_trainable()
     lora_dir = output / ".lora" if config.stage == 2 else None
     if config.stage == 2:
@@ -169,6 +171,21 @@ def _adapter_config(config: TrainConfig, host: AnymalHost, spec: DatasetSpec) ->
         description=f"Stage {config.stage} {'alignment' if config.stage == 1 else 'instruction tuning'} on "
                     f"{config.dataset}.",
     )
+
+
+def _init_encoder(adapter: ModalityAdapter, source: Path) -> None:
+    """Copy ``encoder.*`` weights from a safetensors file or an adapter package into a fresh adapter."""
+    from safetensors.torch import load_file
+
+    path = source / "adapter.safetensors" if source.is_dir() else source
+    if path.suffix != ".safetensors" or not path.is_file():
+        raise FileNotFoundError(f"--init-encoder {source}: expected a .safetensors file or an adapter package folder")
+    weights = {k[len("encoder."):]: v for k, v in load_file(str(path)).items() if k.startswith("encoder.")}
+    expected = adapter.encoder.state_dict()
+    if set(weights) != set(expected) or any(weights[k].shape != expected[k].shape for k in expected):
+        raise ValueError(f"--init-encoder {source}: its encoder tensors do not match this encoder config "
+                         f"({len(weights)} tensors vs {len(expected)} expected): pre-align with the same encoder options")
+    adapter.encoder.load_state_dict(weights, strict=True)
 
 
 def _add_lora(llm: Any, config: TrainConfig) -> None:

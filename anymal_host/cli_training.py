@@ -1,0 +1,180 @@
+"""``anymal train`` and ``anymal eval``: the CLI twins of :func:`anymal_host.training.train` and
+:func:`anymal_host.evaluation.evaluate`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+__all__ = ["train_group", "eval_command"]
+
+
+def _parse_options(pairs: tuple[str, ...], what: str) -> dict[str, object]:
+    """``("width=96", "heads=4")`` -> ``{"width": 96, "heads": 4}`` (values read as JSON when they parse)."""
+    out: dict[str, object] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise click.BadParameter(f"{pair!r} must read KEY=VALUE", param_hint=what)
+        key, value = pair.split("=", 1)
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+@click.group(name="train")
+def train_group() -> None:
+    """Train adapters against the host LLM (AnyMAL's stage 1 and stage 2)."""
+
+
+def _train_options(function):
+    options = [
+        click.option("--data", "dataset", required=True, help="Registered data set, modality:name (e.g. imu:hapt)."),
+        click.option("--out", "output_dir", required=True, type=click.Path(file_okay=False),
+                     help="Folder for checkpoints (each an adapter package), best/, last/, loss_curve.png."),
+        click.option("--name", default=None, help="Adapter name (default MODALITY-PROJECTOR)."),
+        click.option("--projector", default="linear", show_default=True, help="linear, mlp, perceiver, or a plugin's."),
+        click.option("--projector-option", "projector_options", multiple=True, metavar="KEY=VALUE",
+                     help="Projector option, e.g. depth=2 (repeatable)."),
+        click.option("--encoder-option", "encoder_options", multiple=True, metavar="KEY=VALUE",
+                     help="Encoder config, e.g. name=imu-conv-transformer width=128 (repeatable)."),
+        click.option("--init-encoder", default=None, type=click.Path(exists=True),
+                     help="Start the encoder from this adapter package (e.g. a pre-aligned one)."),
+        click.option("--freeze-encoder", is_flag=True, help="Train the projector only."),
+        click.option("--num-tokens", default=64, show_default=True, help="Tokens per attachment (perceiver)."),
+        click.option("--steps", default=400, show_default=True, help="Optimiser steps."),
+        click.option("--batch-size", default=16, show_default=True, help="Examples per step."),
+        click.option("--lr", default=1e-3, show_default=True, help="Peak learning rate (projector)."),
+        click.option("--encoder-lr", default=None, type=float, help="Peak learning rate of the encoder (default --lr)."),
+        click.option("--eval-every", default=50, show_default=True, help="Validate and checkpoint every N steps."),
+        click.option("--val-items", default=96, show_default=True, help="Validation examples (class-balanced)."),
+        click.option("--max-train-items", default=None, type=int, help="Use at most this many training examples."),
+        click.option("--seed", default=0, show_default=True, help="Seed for init, data order and questions."),
+        click.option("--quantize", "quantization", type=click.Choice(["4bit", "8bit"]), default=None,
+                     help="Load the LLM 4-bit or 8-bit (bitsandbytes) for training."),
+        click.option("--resume", "resume_from", default=None, type=click.Path(exists=True, file_okay=False),
+                     help="Continue from a checkpoint folder."),
+        click.option("--llm", default=None, help="LLM (Hub id or folder); default $ANYMAL_LLM or the embedded one."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _run_training(stage: int, llm: str | None, **kwargs) -> None:
+    from .host import AnymalHost
+    from .llm import LLMOptions
+    from .training import TrainConfig, train
+
+    kwargs["projector_options"] = _parse_options(kwargs.pop("projector_options"), "--projector-option")
+    kwargs["encoder"] = _parse_options(kwargs.pop("encoder_options"), "--encoder-option")
+    kwargs["train_encoder"] = not kwargs.pop("freeze_encoder")
+    config = TrainConfig(stage=stage, **kwargs)
+    host = AnymalHost(llm, llm_options=LLMOptions(quantization=config.quantization))
+    result = train(config, host)
+    click.echo(f"best checkpoint: {result.best_dir} (validation loss {result.best_val_loss:.3f})")
+    click.echo(f"loss curve: {result.loss_curve}")
+
+
+@train_group.command(name="align")
+@_train_options
+def align(**kwargs) -> None:
+    """Stage 1: align a modality to the frozen LLM on (signal, caption) pairs.
+
+    \b
+    Example:
+      anymal train align --data imu:hapt --out runs/imu --steps 300
+    """
+    _run_training(1, **kwargs)
+
+
+@train_group.command(name="pretrain-encoder")
+@click.option("--data", "dataset", required=True, help="Registered data set, modality:name (e.g. imu:hapt).")
+@click.option("--out", "output_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for encoder.safetensors, pretrain.json and pretrain_curve.png.")
+@click.option("--encoder-option", "encoder_options", multiple=True, metavar="KEY=VALUE", help="Encoder config (repeatable).")
+@click.option("--steps", default=1500, show_default=True, help="Optimiser steps.")
+@click.option("--batch-size", default=128, show_default=True, help="Examples per step.")
+@click.option("--lr", default=2e-3, show_default=True, help="Peak learning rate.")
+@click.option("--eval-every", default=250, show_default=True, help="Validate every N steps.")
+@click.option("--seed", default=0, show_default=True, help="Seed.")
+@click.option("--llm", default=None, help="LLM whose caption embeddings are the targets (default: the host's).")
+def pretrain_encoder_command(llm: str | None, encoder_options: tuple[str, ...], **kwargs) -> None:
+    """Pre-align an encoder to the LLM's caption embeddings (contrastive, no LLM in the loop).
+
+    Cheap (the LLM only embeds each distinct caption once); start stage 1 from it with --init-encoder.
+
+    \b
+    Example:
+      anymal train pretrain-encoder --data imu:hapt --out runs/imu-pre --steps 300
+      anymal train align --data imu:hapt --init-encoder runs/imu-pre/encoder.safetensors --out runs/imu
+    """
+    from .host import AnymalHost
+    from .training.pretrain import PretrainConfig, pretrain_encoder
+
+    config = PretrainConfig(encoder=_parse_options(encoder_options, "--encoder-option"), **kwargs)
+    result = pretrain_encoder(config, AnymalHost(llm))
+    click.echo(f"encoder weights: {result.encoder_weights}")
+    if result.val_retrieval_accuracy is not None:
+        click.echo(f"validation nearest-caption accuracy: {result.val_retrieval_accuracy:.1%}")
+
+
+@train_group.command(name="instruct")
+@_train_options
+@click.option("--lora-r", default=8, show_default=True, help="LoRA rank on the LLM.")
+@click.option("--lora-alpha", default=16, show_default=True, help="LoRA alpha.")
+def instruct(**kwargs) -> None:
+    """Stage 2: instruction tuning with LoRA (peft) on the LLM, plus the projector (and encoder)."""
+    _run_training(2, **kwargs)
+
+
+@click.command(name="eval")
+@click.option("--data", "dataset", required=True, help="Registered data set, modality:name (e.g. imu:hapt).")
+@click.option("--adapter", "adapter_ref", default=None,
+              help="Adapter ref or folder to evaluate (default: the modality's bundled adapter).")
+@click.option("--split", default="test", show_default=True, help="Split to answer (held-out people for imu:hapt).")
+@click.option("--out", "output_dir", default=None, type=click.Path(file_okay=False),
+              help="Write eval_report.json and confusion_matrix.png here.")
+@click.option("--limit", default=None, type=int, help="Evaluate a class-balanced subset of this many items.")
+@click.option("--batch-size", default=32, show_default=True, help="Generations per batch.")
+@click.option("--max-new-tokens", default=24, show_default=True, help="Longest answer.")
+@click.option("--question", default=None, help="Question to ask (default: the data set's first).")
+@click.option("--no-baseline", is_flag=True, help="Skip the text-only baseline.")
+@click.option("--update-card", is_flag=True, help="Write the figures into the adapter folder's config and model card.")
+@click.option("--llm", default=None, help="LLM (Hub id or folder); default $ANYMAL_LLM or the embedded one.")
+def eval_command(dataset: str, adapter_ref: str | None, split: str, output_dir: str | None, limit: int | None,
+                 batch_size: int, max_new_tokens: int, question: str | None, no_baseline: bool, update_card: bool,
+                 llm: str | None) -> None:
+    """Answer every held-out item with the LLM and score the answers.
+
+    Reports accuracy parsed from the generated text, a confusion matrix, BLEU-4 / ROUGE-L / CIDEr of the
+    answers against the captions, and the text-only baseline (same question, no signal).
+    """
+    from .evaluation import evaluate, save_report
+    from .host import AnymalHost
+
+    host = AnymalHost(llm)
+    spec = host.registry.dataset(dataset)
+    name = host.load_adapter(adapter_ref) if adapter_ref else None
+    report = evaluate(host, spec, split=split, adapter=name, question=question, batch_size=batch_size, limit=limit,
+                      max_new_tokens=max_new_tokens, baseline=not no_baseline)
+    click.echo(report.summary())
+    if output_dir:
+        written = save_report(report, output_dir)
+        click.echo("wrote " + ", ".join(str(p) for p in written.values()))
+    if update_card:
+        if not adapter_ref or not Path(adapter_ref).is_dir():
+            raise click.BadParameter("--update-card needs --adapter to be a local package folder", param_hint="--update-card")
+        from .card_metrics import write_metrics
+
+        write_metrics(Path(adapter_ref), report.metrics_for_card(), command=_command_line())
+        click.echo(f"updated metrics in {adapter_ref}")
+
+
+def _command_line() -> str:
+    import sys
+
+    return "anymal " + " ".join(sys.argv[1:])
