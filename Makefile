@@ -8,7 +8,7 @@ IMU_EXAMPLES := plugins/anymal-plugin-imu/src/anymal_plugin_imu/examples
 # pip's index notices about local mirrors are noise here
 QUIET := 2>&1 | grep -vE "is ignored: it is neither a file nor a directory" || true
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench train-imu eval-imu compare-imu clean
 
 $(VENV)/.installed: pyproject.toml $(PLUGINS)
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -35,6 +35,18 @@ test: install
 
 bench: install
 	$(PY) bench/startup.py
+
+# The bundled IMU adapter, reproduced on this machine's CPU: encoder pre-alignment, then stage-1 alignment.
+IMU_RUN := runs/imu-linear
+train-imu: install
+	$(VENV)/bin/anymal train pretrain-encoder --data imu:hapt --out runs/imu-pre --steps 300 --eval-every 100
+	$(VENV)/bin/anymal train align --data imu:hapt --init-encoder runs/imu-pre/encoder.safetensors \
+	  --out $(IMU_RUN) --name imu-linear --projector linear --steps 150 --eval-every 50 --val-items 48 \
+	  --batch-size 16 --lr 1e-3 --encoder-lr 1e-4
+
+# Accuracy from generated answers on the held-out people, with the text-only baseline beside it.
+eval-imu: install
+	$(VENV)/bin/anymal eval --data imu:hapt --adapter $(IMU_RUN)/best --out $(IMU_RUN)/eval
 
 clean:
 	rm -rf $(VENV)

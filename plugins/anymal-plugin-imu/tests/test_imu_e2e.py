@@ -1,0 +1,54 @@
+"""End to end with the real default LLM and the bundled adapter: one held-out recording per activity."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from anymal_plugin_imu.captions import ACTIVITIES, activity_from_text
+from anymal_plugin_imu.modality import example_path
+from anymal_plugin_imu.plugin import ADAPTERS_DIR
+
+pytestmark = pytest.mark.e2e
+
+QUESTION = "What is the person doing?"
+
+
+@pytest.fixture(scope="module")
+def host():
+    from anymal_host import AnymalHost, LLM, Registry
+
+    import anymal_plugin_imu.plugin as plugin
+
+    registry = Registry()
+    registry.add_plugin(plugin, name="imu")
+    return AnymalHost(LLM.load(progress=False), registry=registry)
+
+
+def test_an_adapter_is_bundled():
+    assert any(ADAPTERS_DIR.glob("*/anymal_adapter.json")), "the plugin wheel must ship a trained adapter"
+
+
+@pytest.mark.parametrize("activity", ACTIVITIES)
+def test_each_example_recording_is_named_correctly(host, activity):
+    path = example_path(activity)
+    answer = host.chat(QUESTION, attachments=[str(path)], max_new_tokens=24)
+    assert activity_from_text(answer) == activity, f"{path.name}: {answer!r}"
+
+
+def test_all_examples_in_one_batch_match_one_by_one(host):
+    from anymal_host import Attachment
+
+    conversations = [[{"role": "user", "content": [Attachment(str(example_path(a))), QUESTION]}] for a in ACTIVITIES]
+    batched = host.generate(conversations, max_new_tokens=24)
+    assert [activity_from_text(answer) for answer in batched] == list(ACTIVITIES)
+
+
+def test_cli_chat_answers_from_the_signal():
+    path = example_path("walking upstairs")
+    result = subprocess.run([sys.executable, "-m", "anymal_host.cli", "chat", "--attach", str(path), QUESTION],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert activity_from_text(result.stdout) == "walking upstairs", result.stdout
