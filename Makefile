@@ -27,6 +27,10 @@ demo: install
 	$(VENV)/bin/anymal chat "What is the capital of France?"
 	$(VENV)/bin/anymal plugins
 	$(VENV)/bin/anymal modalities
+	@for activity in walking walking_upstairs sitting lying; do \
+	  echo "--- $(IMU_EXAMPLES)/$$activity.csv: What is the person doing?"; \
+	  $(VENV)/bin/anymal chat --attach $(IMU_EXAMPLES)/$$activity.csv "What is the person doing?"; \
+	done
 
 # pytest exits 5 when it collects nothing: say so plainly instead of a bare make error.
 test: install
@@ -36,17 +40,21 @@ test: install
 bench: install
 	$(PY) bench/startup.py
 
-# The bundled IMU adapter, reproduced on this machine's CPU: encoder pre-alignment, then stage-1 alignment.
+# The bundled IMU adapter, reproduced on this machine's CPU: encoder pre-alignment, stage-1 alignment, then
+# the best checkpoint exported (without trainer state) into the plugin, where the wheel ships it.
 IMU_RUN := runs/imu-linear
+IMU_BUNDLED := plugins/anymal-plugin-imu/src/anymal_plugin_imu/adapters/imu-linear
 train-imu: install
 	$(VENV)/bin/anymal train pretrain-encoder --data imu:hapt --out runs/imu-pre --steps 300 --eval-every 100
 	$(VENV)/bin/anymal train align --data imu:hapt --init-encoder runs/imu-pre/encoder.safetensors \
 	  --out $(IMU_RUN) --name imu-linear --projector linear --steps 150 --eval-every 50 --val-items 48 \
 	  --batch-size 16 --lr 1e-3 --encoder-lr 1e-4
+	$(VENV)/bin/anymal train export $(IMU_RUN)/best $(IMU_BUNDLED)
 
-# Accuracy from generated answers on the held-out people, with the text-only baseline beside it.
+# Accuracy from generated answers on the held-out people, with the text-only baseline beside it; the figures
+# go into the bundled adapter's config and model card.
 eval-imu: install
-	$(VENV)/bin/anymal eval --data imu:hapt --adapter $(IMU_RUN)/best --out $(IMU_RUN)/eval
+	$(VENV)/bin/anymal eval --data imu:hapt --adapter $(IMU_BUNDLED) --out $(IMU_RUN)/eval --update-card
 
 clean:
 	rm -rf $(VENV)

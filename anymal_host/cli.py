@@ -154,9 +154,6 @@ def hub_group() -> None:
     """
 
 
-#: Files a training checkpoint holds that are trainer state, not part of the adapter: never published.
-TRAINER_FILES = ("trainer_state.json", "optimizer.safetensors")
-
 
 @hub_group.command(name="push")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False))
@@ -168,10 +165,11 @@ def hub_push(folder: str, ref: str, message: str | None) -> None:
     The package is checked first (a package a host would refuse is never published). Trainer state of a
     training checkpoint (trainer_state.json, optimizer.safetensors) is left out: a clean copy is published.
     """
-    import shutil
     import tempfile
 
     from adapters_hub import hub_for, read_package_config
+
+    from .training.checkpoint import export_package
 
     hub, repo, revision = hub_for(ref, hf_endpoint=_hf_endpoint())
     if revision is not None:
@@ -179,14 +177,12 @@ def hub_push(folder: str, ref: str, message: str | None) -> None:
                                  param_hint="REF")
     source = Path(folder)
     config = read_package_config(source)
-    left_out = [name for name in TRAINER_FILES if (source / name).exists()]
     with tempfile.TemporaryDirectory(prefix="anymal-push-") as tmp:
+        clean = Path(tmp) / "package"
+        left_out = export_package(source, clean)
         if left_out:
-            clean = Path(tmp) / "package"
-            shutil.copytree(source, clean, symlinks=True, ignore=lambda d, names: [
-                n for n in names if Path(d) == source and n in TRAINER_FILES])
             click.echo(f"leaving out {', '.join(left_out)} (trainer state, not part of the adapter)", err=True)
-            source = clean
+        source = clean
         published = hub.push(source, repo, message or f"Upload anymal adapter {config.name}")
     click.echo(f"published {config.name} ({config.modality}) to {ref}@{published}")
 

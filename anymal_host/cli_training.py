@@ -42,7 +42,7 @@ def _train_options(function):
         click.option("--encoder-option", "encoder_options", multiple=True, metavar="KEY=VALUE",
                      help="Encoder config, e.g. name=imu-conv-transformer width=128 (repeatable)."),
         click.option("--init-encoder", default=None, type=click.Path(exists=True),
-                     help="Start the encoder from this adapter package (e.g. a pre-aligned one)."),
+                     help="Start the encoder from encoder.safetensors (pretrain-encoder) or an adapter package folder."),
         click.option("--freeze-encoder", is_flag=True, help="Train the projector only."),
         click.option("--num-tokens", default=64, show_default=True, help="Tokens per attachment (perceiver)."),
         click.option("--steps", default=400, show_default=True, help="Optimiser steps."),
@@ -120,6 +120,17 @@ def pretrain_encoder_command(llm: str | None, encoder_options: tuple[str, ...], 
     click.echo(f"encoder weights: {result.encoder_weights}")
     if result.val_retrieval_accuracy is not None:
         click.echo(f"validation nearest-caption accuracy: {result.val_retrieval_accuracy:.1%}")
+
+
+@train_group.command(name="export")
+@click.argument("checkpoint", type=click.Path(exists=True, file_okay=False))
+@click.argument("destination", type=click.Path(file_okay=False))
+def export_command(checkpoint: str, destination: str) -> None:
+    """Copy CHECKPOINT's adapter package to DESTINATION without trainer state (to bundle or share it)."""
+    from .training.checkpoint import export_package
+
+    left_out = export_package(Path(checkpoint), Path(destination))
+    click.echo(f"exported {checkpoint} to {destination}" + (f" (left out {', '.join(left_out)})" if left_out else ""))
 
 
 @train_group.command(name="instruct")

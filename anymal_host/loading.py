@@ -71,7 +71,7 @@ def build_adapter_from_folder(folder: str | os.PathLike[str], host: "AnymalHost"
         raise LoraNotHotLoadableError(
             f"adapter {config.name!r} carries a LoRA for the LLM ({LORA_DIR}/): hot-loading LoRA packages into a "
             f"running host is not supported yet (a LoRA changes the shared LLM under requests in flight). Use a "
-            f"projector-only package of this adapter (stage 1, or stage 2 without --lora), or merge the LoRA into "
+            f"stage-1 (projector-only) package of this adapter (`anymal train align`), or merge the LoRA into "
             f"the LLM and start the host with the merged LLM")
     # (c) build off to the side: nothing the host serves is touched
     try:

@@ -6,7 +6,7 @@ from adapters_hub.config import AdapterConfig, EncoderRef, LLMRef, ProjectorSpec
 from anymal_host import AnymalHost, LLM, ModalityAdapter, Registry
 
 from . import toy_plugin
-from .tiny import tiny_llm
+from anymal_host.testing import tiny_llm
 
 
 @pytest.fixture(scope="session")

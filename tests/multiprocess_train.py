@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from anymal_host import AnymalHost, Registry  # noqa: E402
 from anymal_host.training import TrainConfig, train  # noqa: E402
 from tests import toy_plugin  # noqa: E402
-from tests.tiny import tiny_llm  # noqa: E402
+from anymal_host.testing import tiny_llm  # noqa: E402
 
 out = Path(sys.argv[1])
 registry = Registry.from_environment(extra_plugins=[toy_plugin])

@@ -29,7 +29,7 @@ from anymal_host.loading import AdapterBuildError, LoraNotHotLoadableError, buil
 
 from .conftest import toy_config
 from .hub.conftest import fake_hub  # noqa: F401  (the fake Hugging Face Hub fixture)
-from .tiny import tiny_llm
+from anymal_host.testing import tiny_llm
 from .toy_plugin import ToyModality
 
 SIGNAL = np.stack([np.sin(np.arange(12) / 3), np.cos(np.arange(12) / 3)], 1).astype(np.float32)

@@ -6,7 +6,7 @@ import torch
 from anymal_host import AnymalHost, LLM, LLMLoadError, LLMOptions
 from anymal_host import default_llm
 
-from .tiny import tiny_llm
+from anymal_host.testing import tiny_llm
 
 
 def test_tiny_llm_interface(tiny):

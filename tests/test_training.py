@@ -69,7 +69,7 @@ def test_resume_continues_exactly(tmp_path, host):
 
 
 def test_perceiver_and_lora_stage2(tmp_path, tiny, registry):
-    from tests.tiny import tiny_llm
+    from anymal_host.testing import tiny_llm
 
     host = AnymalHost(tiny_llm(), registry=registry)  # stage 2 wraps the LLM in LoRA: use a private one
     result = train(config(tmp_path, stage=2, projector="perceiver", projector_options={"heads": 4, "dim": 16},

@@ -13,10 +13,30 @@ from safetensors.torch import load_file, save_file
 
 from adapters_hub import AdapterConfig, save_adapter_package
 
-__all__ = ["save_checkpoint", "load_trainer_state", "TRAINER_STATE", "OPTIMIZER_STATE"]
+__all__ = ["save_checkpoint", "load_trainer_state", "export_package", "TRAINER_STATE", "OPTIMIZER_STATE",
+           "TRAINER_FILES"]
 
 TRAINER_STATE = "trainer_state.json"
 OPTIMIZER_STATE = "optimizer.safetensors"
+#: Files a checkpoint holds beside its adapter package: trainer state, never published or bundled.
+TRAINER_FILES = (TRAINER_STATE, OPTIMIZER_STATE)
+
+
+def export_package(checkpoint: Path, destination: Path) -> list[str]:
+    """Copy a checkpoint's adapter package to ``destination`` without its trainer state (atomically: built
+    beside it, then moved into place). Returns the names of the files left out."""
+    from adapters_hub import check_package
+
+    check_package(checkpoint)  # never export what a host would refuse
+    left_out = [name for name in TRAINER_FILES if (checkpoint / name).exists()]
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    tmp = destination.with_name(f".{destination.name}.export")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(checkpoint, tmp, ignore=lambda d, names: [n for n in names if Path(d) == checkpoint and n in TRAINER_FILES])
+    if destination.exists():
+        shutil.rmtree(destination)
+    os.replace(tmp, destination)
+    return left_out
 
 
 def save_checkpoint(folder: Path, config: AdapterConfig, tensors: dict[str, torch.Tensor], *, lora_dir: Path | None,

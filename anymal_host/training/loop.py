@@ -90,6 +90,8 @@ def train(config: TrainConfig, host: AnymalHost | None = None, progress: bool = 
         _, tensors = load_adapter_package(resumed, installed_modalities=host.registry.modalities,
                                           host_hidden_size=llm.hidden_size, host_fingerprint=llm.fingerprint)
         adapter.load_state_dict(tensors, strict=False)
+        if config.stage == 2:
+            _restore_lora(llm, resumed)
         state = load_trainer_state(resumed, optimizer, scheduler)
 
     if not config.quantization:  # bitsandbytes already placed the quantized LLM
@@ -196,6 +198,21 @@ def _add_lora(llm: Any, config: TrainConfig) -> None:
     llm.model = get_peft_model(llm.model, lora)
 
 
+def _restore_lora(llm: Any, checkpoint: Path) -> None:
+    """Put a stage-2 checkpoint's LoRA weights back into the freshly wrapped LLM."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    weights = checkpoint / "lora" / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise FileNotFoundError(f"{checkpoint} has no lora/adapter_model.safetensors: resume stage 2 from a stage-2 "
+                                "checkpoint (a stage-1 package starts stage 2 with --init-encoder instead)")
+    result = set_peft_model_state_dict(llm.model, load_file(str(weights)))
+    if result.unexpected_keys:
+        raise ValueError(f"{weights} does not fit this LoRA config ({len(result.unexpected_keys)} unexpected "
+                         "tensors): resume with the same --lora-r and target modules")
+
+
 def _conversation(item: dict[str, Any], spec: DatasetSpec, questions: Sequence[str], rng: random.Random) -> list[dict[str, Any]]:
     return [
         {"role": "user", "content": [Attachment(item["signal"], modality=spec.modality, preprocessed=True),
@@ -232,7 +249,8 @@ def _write_checkpoints(output: Path, adapter: ModalityAdapter, config: AdapterCo
     tensors = adapter.weights_for_saving()
     record = state["history"][-1]
     config.metrics = {"val_loss": round(record["val_loss"], 4), "step": state["step"]}
-    readme = (f"Trained with `anymal train align` ({train_config.steps} steps, batch {train_config.batch_size}, "
+    command = "align" if train_config.stage == 1 else "instruct"
+    readme = (f"Trained with `anymal train {command}` ({train_config.steps} steps, batch {train_config.batch_size}, "
               f"seed {train_config.seed}) on `{train_config.dataset}`.")
     step_dir = output / "checkpoints" / f"step-{state['step']:06d}"
     saved_state = {**state, "train_config": train_config.to_dict()}

@@ -240,8 +240,9 @@ def convert_pickle(pickle_path: str | os.PathLike[str], out_path: str | os.PathL
 
 
 def _datasets_dir() -> Path:
-    root = os.environ.get("ANYMAL_HOME") or Path.home() / ".cache" / "anymal"
-    return Path(root).expanduser() / "datasets"
+    from anymal_host.paths import anymal_home
+
+    return anymal_home() / "datasets"
 
 
 def hapt_npz_path(create: bool = True) -> Path:

@@ -1,4 +1,11 @@
-"""Tiny deterministic models built from configs, for unit tests (no network, no weights on disk)."""
+"""Tiny deterministic models built from configs, for unit tests of the host and of plugins.
+
+No network and no weights on disk: a 2-layer LLaMA and a byte-level BPE tokenizer trained on a few sentences,
+with the ChatML template SmolLM2 uses. A plugin's tests can run the whole data path with them::
+
+    from anymal_host.testing import tiny_llm
+    host = AnymalHost(tiny_llm(), registry=my_registry)
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,9 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers, decoders
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from anymal_host.llm import LLM
+from .llm import LLM
+
+__all__ = ["tiny_llm", "tiny_tokenizer"]
 
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 # The same ChatML layout SmolLM2 uses, so templates behave like the real default LLM's.
