@@ -170,8 +170,10 @@ def _adapter_config(config: TrainConfig, host: AnymalHost, spec: DatasetSpec) ->
         llm=LLMRef(**llm.describe()),
         num_tokens=config.num_tokens,
         preprocessing=dict(config.preprocessing),
+        # Provenance lives in the config so it survives any later rewrite of the model card.
         description=f"Stage {config.stage} {'alignment' if config.stage == 1 else 'instruction tuning'} on "
-                    f"{config.dataset}.",
+                    f"{config.dataset}: {config.steps} steps, batch {config.batch_size}, lr {config.lr}, seed {config.seed}"
+                    + (", encoder initialised from a contrastive pre-alignment" if config.init_encoder else "") + ".",
     )
 
 
