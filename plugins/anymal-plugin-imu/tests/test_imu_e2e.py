@@ -22,8 +22,10 @@ def host():
 
     import anymal_plugin_imu.plugin as plugin
 
-    registry = Registry()
-    registry.add_plugin(plugin, name="imu")
+    # the built-in projectors + this plugin, whatever else is installed
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ANYMAL_LOAD_PLUGINS", "")
+        registry = Registry.from_environment(extra_plugins=[plugin])
     return AnymalHost(LLM.load(progress=False), registry=registry)
 
 
