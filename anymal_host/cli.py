@@ -40,7 +40,10 @@ def cli() -> None:
 def plugins() -> None:
     """List installed plugins: version, hooks, what each registered, and errors of plugins that failed."""
     registry = get_registry()
-    for info in registry.plugin_infos():
+    infos = registry.plugin_infos()
+    for warning in registry.warnings:
+        click.echo(click.style("warning: ", fg="yellow") + warning)
+    for info in infos:
         version = f" {info.version}" if info.version else ""
         tag = " (default)" if info.default else ""
         status = click.style("FAILED", fg="red") if info.errors else click.style("ok", fg="green")
@@ -340,6 +343,7 @@ def make_cli(registry: Registry | None = None) -> click.Group:
     registry = registry or get_registry()
     group = click.Group(name=cli.name, commands=dict(cli.commands), help=cli.help, params=list(cli.params),
                         context_settings=cli.context_settings)
+    owner = {name: "anymal (built-in)" for name in group.commands}  # command -> who added it
     for impl in registry.pm.hook.register_commands.get_hookimpls():
         before = dict(group.commands)
         try:
@@ -351,8 +355,11 @@ def make_cli(registry: Registry | None = None) -> click.Group:
         for name, command in list(group.commands.items()):
             if name in before and before[name] is not command:
                 registry.plugins[impl.plugin_name].errors.append(
-                    f"register_commands: command {name!r} already exists; kept the existing one (rename the plugin's)")
+                    f"register_commands: command {name!r} from plugin {impl.plugin_name!r} is already registered by "
+                    f"{owner[name]}; kept the existing one (rename the plugin's command)")
                 group.commands[name] = before[name]
+            elif name not in before:
+                owner[name] = f"plugin {impl.plugin_name!r}"
     return group
 
 

@@ -80,7 +80,8 @@ class Modality(ABC):
 
     @abstractmethod
     def example_input(self) -> Any:
-        """A small valid source (array or path) that ``load`` accepts: used by tests and ``anymal modalities``."""
+        """A small valid source (array or path) that ``load`` accepts: a smoke test for the data path (tests use
+        it; so can a user checking an install)."""
 
     def accepts(self, path: str | Path | None = None, media_type: str | None = None) -> bool:
         """Whether a file (by extension) or a media type belongs to this modality."""

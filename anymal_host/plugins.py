@@ -63,6 +63,8 @@ class Registry:
         self._adapters: dict[str, _Entry] = {}
         self._collected = False
         self._lock = threading.RLock()
+        #: Problems that belong to no single plugin (``anymal plugins`` prints them).
+        self.warnings: list[str] = []
 
     # ----- building -------------------------------------------------------------------------------------
 
@@ -81,7 +83,9 @@ class Registry:
     def load_entry_points(self) -> None:
         allowed = os.environ.get(LOAD_PLUGINS_ENV)
         allowed_names = None if allowed is None else {n.strip() for n in allowed.split(",") if n.strip()}
+        seen: set[str] = set()
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            seen.update({ep.name, *([ep.dist.name] if ep.dist is not None else [])})
             dist = ep.dist.name if ep.dist is not None else None
             if allowed_names is not None and ep.name not in allowed_names and dist not in allowed_names:
                 continue
@@ -96,6 +100,9 @@ class Registry:
                 self.plugins[ep.name] = info
                 continue
             self.add_plugin(module, name=ep.name, info=info)
+        for name in sorted((allowed_names or set()) - seen):
+            self.warnings.append(f"{LOAD_PLUGINS_ENV} names {name!r}, but no installed plugin has that entry-point or "
+                                 f"distribution name (installed: {', '.join(sorted(seen)) or 'none'})")
 
     def add_plugin(self, plugin: Any, name: str | None = None, default: bool = False, info: PluginInfo | None = None) -> str:
         """Register a module or object carrying ``@hookimpl`` functions. Returns the name it is known by."""
@@ -178,6 +185,9 @@ class Registry:
                 raise RegistrationError(f"register_datasets from {plugin!r} passed {spec!r}: pass an anymal_host.DatasetSpec")
             if ":" not in spec.name:
                 raise RegistrationError(f"data set name {spec.name!r} from {plugin!r} must read 'modality:name', e.g. 'imu:hapt'")
+            if spec.name.split(":", 1)[0] != spec.modality:
+                raise RegistrationError(f"data set {spec.name!r} from {plugin!r} is of modality {spec.modality!r}: name it "
+                                        f"'{spec.modality}:{spec.name.split(':', 1)[1]}'")
             self._record(self._datasets, "dataset", spec.name, spec, plugin)
         return register
 

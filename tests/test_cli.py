@@ -83,5 +83,6 @@ def test_plugin_adds_a_command_and_cannot_replace_one(registry):
     group = make_cli(registry)
     assert CliRunner().invoke(group, ["toy-stats"]).output == "toy: 2 channels\n"
     assert group.commands["chat"] is cli.commands["chat"]
-    assert "command 'chat' already exists" in registry.plugins["command-plugin"].errors[0]
+    error = registry.plugins["command-plugin"].errors[0]
+    assert "command 'chat' from plugin 'command-plugin' is already registered by anymal (built-in)" in error
     assert "toy-stats" not in cli.commands  # the base group is untouched

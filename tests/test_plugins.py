@@ -142,3 +142,22 @@ def test_bundled_adapter_registration_checks_the_folder(registry, tmp_path):
     assert registry.bundled_adapters == {"toy-bundled": package}
     assert registry.provider("adapter", "toy-bundled") == "bundler"
     assert "has no anymal_adapter.json" in registry.plugins["bundler"].errors[0]
+
+
+def test_dataset_name_must_match_its_modality(registry):
+    from anymal_host import DatasetSpec
+
+    class Mislabelled:
+        @hookimpl
+        def register_datasets(self, register):
+            register(DatasetSpec(name="imu:ramps", modality="toy", build=lambda split: []))
+
+    registry.add_plugin(Mislabelled(), name="mislabelled")
+    assert "imu:ramps" not in registry.datasets
+    assert "name it 'toy:ramps'" in registry.plugins["mislabelled"].errors[0]
+
+
+def test_load_plugins_name_that_matches_nothing_is_reported(monkeypatch):
+    monkeypatch.setenv("ANYMAL_LOAD_PLUGINS", "anymal-plugin-smell")
+    registry = Registry.from_environment()
+    assert any("'anymal-plugin-smell'" in w and "no installed plugin" in w for w in registry.warnings)
