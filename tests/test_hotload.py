@@ -380,6 +380,8 @@ def test_concurrent_generation_while_swapping_adapters(tiny, registry, tmp_path)
         except BaseException as e:  # noqa: BLE001  (reported below)
             errors.append(e)
 
+    swaps = [0]
+
     def swap() -> None:
         try:
             i = 0
@@ -389,6 +391,7 @@ def test_concurrent_generation_while_swapping_adapters(tiny, registry, tmp_path)
                 else:
                     host.add_adapter(a if i % 2 == 0 else b, name="toy")
                 i += 1
+                swaps[0] = i
         except BaseException as e:  # noqa: BLE001
             errors.append(e)
 
@@ -398,8 +401,10 @@ def test_concurrent_generation_while_swapping_adapters(tiny, registry, tmp_path)
         swapper.start()
         for w in workers:
             w.start()
+        swaps_before = swaps[0]
         for w in workers:
             w.join(timeout=120)
+        swaps_during = swaps[0] - swaps_before
     finally:
         done.set()
         swapper.join(timeout=60)
@@ -413,7 +418,12 @@ def test_concurrent_generation_while_swapping_adapters(tiny, registry, tmp_path)
         [value] = values
         assert answers == expected[value]  # the whole batch answered with that one adapter
         used.add(value)
-    assert used == {1.0, -1.0}, "the swaps should have been seen by some requests"
+    # Swaps really ran while generations were in flight (which adapter each request met is up to the scheduler).
+    assert swaps_during >= 10, f"only {swaps_during} swaps happened during the generations"
+    # and once the dust settles, a swap is seen by the next request, in both directions
+    for value, adapter in ((-1.0, b), (1.0, a), (-1.0, b)):
+        host.add_adapter(adapter, name="toy")
+        assert host.generate(conversations, max_new_tokens=6, **NON_EMPTY(host)) == expected[value]
     assert host.llm.model is model
 
 
