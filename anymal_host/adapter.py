@@ -12,7 +12,15 @@ from adapters_hub.config import AdapterConfig
 from .modality import Modality
 from .plugins import Registry, get_registry
 
-__all__ = ["ModalityAdapter"]
+__all__ = ["ModalityAdapter", "run_collated"]
+
+
+def run_collated(module: nn.Module, signals: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
+    """Run an adapter (or a wrapper of it, such as DDP in training) on a collated batch; returns one
+    ``[N_i, H]`` tensor of real tokens per item (padding dropped)."""
+    device = next(module.parameters()).device
+    tokens, token_mask = module(signals.to(device), mask.to(device))
+    return [t[m] for t, m in zip(tokens, token_mask)]
 
 
 class ModalityAdapter(nn.Module):
@@ -50,11 +58,11 @@ class ModalityAdapter(nn.Module):
 
     def encode(self, sources: Sequence[Any]) -> list[torch.Tensor]:
         """Raw sources -> one ``[N_i, H]`` tensor of real tokens per source (padding dropped)."""
-        options = self.config.preprocessing
-        signals, mask = self.modality.encode_sources(sources, **options)
-        device = next(self.parameters()).device
-        tokens, token_mask = self(signals.to(device), mask.to(device))
-        return [t[m] for t, m in zip(tokens, token_mask)]
+        return run_collated(self, *self.modality.encode_sources(sources, **self.config.preprocessing))
+
+    def encode_preprocessed(self, signals: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Already preprocessed signals (data set items) -> one ``[N_i, H]`` tensor of real tokens each."""
+        return run_collated(self, *self.modality.collate(signals))
 
     def set_trainable(self) -> None:
         """Train the projector, and the encoder only where the config says so."""

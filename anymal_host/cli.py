@@ -59,6 +59,8 @@ def plugins() -> None:
 @cli.command()
 def modalities() -> None:
     """List the modalities the installed plugins provide, with the files they accept."""
+    from .host import _folder_modality
+
     registry = get_registry()
     found = registry.modalities
     if not found:
@@ -74,7 +76,7 @@ def modalities() -> None:
         facts = [f"{k}={v}" for k, v in (("sample_rate", spec.sample_rate), ("channels", spec.channels), ("size", spec.size)) if v]
         if facts:
             click.echo(f"    signal: {', '.join(facts)}")
-        adapters = [n for n, p in bundled.items() if _modality_of_folder(p) == name]
+        adapters = [n for n, p in bundled.items() if _folder_modality(p) == name]
         click.echo(f"    bundled adapters: {', '.join(adapters) or 'none'}")
 
 
@@ -327,12 +329,6 @@ from .cli_training import eval_command, train_group  # noqa: E402  (commands liv
 
 cli.add_command(train_group)
 cli.add_command(eval_command)
-
-
-def _modality_of_folder(folder: Path) -> str | None:
-    from .host import _folder_modality
-
-    return _folder_modality(folder)
 
 
 def make_cli(registry: Registry | None = None) -> click.Group:

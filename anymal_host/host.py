@@ -254,10 +254,7 @@ class AnymalHost:
             adapter = slots[name].adapter
             group = [attachments[i] for i in indices]
             if all(a.preprocessed for a in group):
-                signals, mask = adapter.modality.collate([a.source for a in group])
-                device = next(adapter.parameters()).device
-                tokens, token_mask = adapter(signals.to(device), mask.to(device))
-                encoded = [t[m] for t, m in zip(tokens, token_mask)]
+                encoded = adapter.encode_preprocessed([a.source for a in group])
             else:
                 encoded = adapter.encode([a.source for a in group])
             for i, tokens in zip(indices, encoded):

@@ -201,9 +201,9 @@ def embedding_fingerprint(model: Any) -> str:
 
 
 def _looks_like_path(name: str) -> bool:
-    """A Hub id is ``org/name``; anything absolute, relative-dotted, home-based or deeper is a path."""
-    return (name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", os.sep, 1).split(os.sep, 1)[-1]
-            or Path(name).expanduser().exists())
+    """A Hub id is ``name`` or ``org/name``; anything absolute, relative-dotted, home-based, deeper, or
+    existing on disk is a path."""
+    return name.startswith((".", "/", "~")) or name.strip("/").count("/") > 1 or Path(name).expanduser().exists()
 
 
 def _bnb_config(options: LLMOptions, compute_dtype: torch.dtype) -> Any:

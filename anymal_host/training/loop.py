@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from adapters_hub import AdapterConfig, EncoderRef, LLMRef, ProjectorSpec, load_adapter_package
 
-from ..adapter import ModalityAdapter
+from ..adapter import ModalityAdapter, run_collated
 from ..host import AnymalHost
 from ..llm import LLMOptions
 from ..modality import DatasetSpec
@@ -224,10 +224,8 @@ def _conversation(item: dict[str, Any], spec: DatasetSpec, questions: Sequence[s
 
 
 def _encode(adapter: Any, modality: Any, attachments: list[Attachment]) -> list[torch.Tensor]:
-    signals, mask = modality.collate([a.source for a in attachments])
-    device = next(adapter.parameters()).device
-    tokens, token_mask = adapter(signals.to(device), mask.to(device))
-    return [t[m] for t, m in zip(tokens, token_mask)]
+    # through the (possibly DDP-wrapped) training module, so gradients are synchronised across processes
+    return run_collated(adapter, *modality.collate([a.source for a in attachments]))
 
 
 @torch.no_grad()

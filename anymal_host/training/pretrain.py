@@ -94,7 +94,7 @@ def pretrain_encoder(config: PretrainConfig, host: AnymalHost | None = None, pro
         encoder.train()
         picks = torch.randint(len(train_items), (config.batch_size,), generator=generator).tolist()
         batch = [train_items[i] for i in picks]
-        loss = _soft_clip_loss(encoder, head, modality, batch, bank, index, config)
+        loss = _soft_clip_loss(_signal_embeddings(encoder, head, modality, batch), batch, bank, index, config)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -138,9 +138,8 @@ def _signal_embeddings(encoder: Any, head: Any, modality: Any, items: Sequence[d
     return F.normalize(head(pooled), dim=-1)
 
 
-def _soft_clip_loss(encoder: Any, head: Any, modality: Any, batch: Sequence[dict[str, Any]], bank: torch.Tensor,
+def _soft_clip_loss(signal: torch.Tensor, batch: Sequence[dict[str, Any]], bank: torch.Tensor,
                     index: dict[str, int], config: PretrainConfig) -> torch.Tensor:
-    signal = _signal_embeddings(encoder, head, modality, batch)
     text = bank[[index[item["caption"]] for item in batch]]
     logits = signal @ text.T / config.temperature
     targets = F.softmax(text @ text.T / config.target_temperature, dim=-1)
@@ -156,8 +155,9 @@ def _validate(encoder: Any, head: Any, modality: Any, items: Sequence[dict[str, 
     label_of = {item["caption"]: item.get("label") for item in items}
     for start in range(0, len(items), config.batch_size):
         chunk = items[start:start + config.batch_size]
-        losses.append(_soft_clip_loss(encoder, head, modality, chunk, bank, index, config).item())
-        nearest = (_signal_embeddings(encoder, head, modality, chunk) @ bank.T).argmax(-1).tolist()
+        signal = _signal_embeddings(encoder, head, modality, chunk)
+        losses.append(_soft_clip_loss(signal, chunk, bank, index, config).item())
+        nearest = (signal @ bank.T).argmax(-1).tolist()
         for item, best in zip(chunk, nearest):
             if item.get("label") is not None and captions[best] in label_of:
                 hits += label_of[captions[best]] == item["label"]
