@@ -19,7 +19,7 @@ from .hub import AdapterSummary, Hub, RepoInfo
 from .layout import (
     CONFIG_NAME, DEFAULT_LIMITS, LORA_DIR, README_NAME, WEIGHTS_NAME, PackageLimits,
 )
-from .package import load_adapter_package, save_adapter_package, weights_metadata
+from .package import load_adapter_package, read_checked_weights, save_adapter_package, weights_metadata
 from .refs import AdapterRef, parse_ref
 from .resolve import hub_for, resolve
 from .schema import ANYMAL_VERSION, parse_config
@@ -29,7 +29,7 @@ __all__ = [
     "SCHEMA_VERSION", "ANYMAL_VERSION", "AdapterConfig", "EncoderRef", "LLMRef", "ProjectorSpec", "parse_config",
     # package format
     "CONFIG_NAME", "WEIGHTS_NAME", "LORA_DIR", "README_NAME", "PackageLimits", "DEFAULT_LIMITS",
-    "save_adapter_package", "load_adapter_package", "weights_metadata",
+    "save_adapter_package", "load_adapter_package", "read_checked_weights", "weights_metadata",
     # checks
     "TensorSpec", "CheckedPackage", "check_package", "check_compatibility", "check_weights_header",
     "check_member_name", "scan_package_files", "read_package_config", "tensor_specs", "plugin_package_name",

@@ -37,6 +37,7 @@ def render_model_card(config: AdapterConfig, *, license: str = "apache-2.0", rea
         # Summary for hubs that list by card data without downloading the config.
         anymal={"modality": config.modality, "llm_hidden_size": config.llm.hidden_size,
                 "llm_fingerprint": config.llm.fingerprint, "num_tokens": config.num_tokens,
+                "token_mode": config.token_mode,
                 "projector": config.projector.type, "schema_version": config.schema_version},
     )
     lora = "a LoRA on the LLM (`lora/`, peft format) and " if config.lora is not None else ""
@@ -45,7 +46,7 @@ def render_model_card(config: AdapterConfig, *, license: str = "apache-2.0", rea
 
 An [anymal](https://arxiv.org/abs/2309.16058) **{config.modality}** adapter for `{config.llm.name}`
 (hidden size {config.llm.hidden_size}): the `{config.encoder.name}` encoder and a `{config.projector.type}` projector
-turn one {config.modality} input into {config.num_tokens} tokens in the LLM's embedding space. The package holds
+turn one {config.modality} input into {config.tokens_text()} in the LLM's embedding space. The package holds
 {lora}`adapter.safetensors` ({'projector and encoder' if config.encoder.weights_included else 'projector'} weights).
 
 {config.description}

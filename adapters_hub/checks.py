@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import warnings
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from .errors import (
     FingerprintMismatchError, ForcedLoadWarning, HiddenSizeMismatchError, ModalityPluginMissingError,
     PackageCorruptError, PackageFileMissingError, PackageTooLargeError, TensorMismatchError, UnsafePackageError,
 )
+from .files import link_roots, member_path, read_regular_file, require_regular
 from .layout import (
     CONFIG_NAME, DEFAULT_LIMITS, FORBIDDEN_SUFFIXES, LORA_CONFIG_NAME, LORA_DIR, LORA_WEIGHTS_NAME, WEIGHTS_FORMAT,
     WEIGHTS_NAME, PackageLimits,
@@ -58,53 +60,91 @@ def check_member_name(name: str) -> PurePosixPath:
     return path
 
 
+#: Hub bookkeeping folders at the package root (huggingface_hub's ``.cache/``, a git checkout's ``.git/``): their
+#: files are not part of the package and are never published, but their links are checked like any other.
 _BOOKKEEPING_DIRS = frozenset({".cache", ".git", ".huggingface"})
 
 
-def _link_roots(folder: Path) -> list[Path]:
-    """Where links inside ``folder`` may point: the folder itself, and for a Hugging Face cache snapshot
-    (``models--org--name/snapshots/<sha>``) the repo's ``blobs/`` that its files link to."""
-    roots = [folder.resolve()]
-    if folder.parent.name == "snapshots" and folder.parent.parent.name.startswith("models--"):
-        roots.append((folder.parent.parent / "blobs").resolve())
-    return roots
+def _utf8_name(rel: str) -> None:
+    """Refuse a file name that is not valid UTF-8 (os.walk hands it over with surrogate escapes): no hub can
+    store it and no other machine would read the same name."""
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnsafePackageError(f"package file name {rel.encode('utf-8', 'surrogateescape')!r} is not valid UTF-8: "
+                                 f"rename the file (package file names are UTF-8 text)") from None
+
+
+def _entry_stat(full: Path, rel: str) -> os.stat_result:
+    try:
+        return full.lstat()
+    except FileNotFoundError:
+        raise PackageCorruptError(f"package file {rel!r} disappeared while the package was being checked: do not "
+                                  f"change a package while it is read; pull or export it again") from None
+    except OSError as e:
+        raise PackageCorruptError(f"package file {rel!r} cannot be read ({e.strerror or e}): check its "
+                                  f"permissions") from None
+
+
+def _check_link(full: Path, rel: str, roots: list[Path], is_dir_entry: bool) -> os.stat_result:
+    """A link is allowed only to a regular file inside the package (or the HF cache's blobs); returns the stat
+    of what it points to."""
+    try:
+        target = full.resolve(strict=True)
+        target_stat = target.stat()
+    except (OSError, RuntimeError):  # dangling, a loop, or vanished
+        raise UnsafePackageError(f"package entry {rel!r} is a link that leads nowhere (dangling or a loop): "
+                                 f"replace it with the real file and republish") from None
+    if not any(target == r or r in target.parents for r in roots):
+        raise UnsafePackageError(
+            f"package entry {rel!r} is a link to {target}, outside the package: links are refused so a "
+            f"package cannot read (or publish) other files; replace it with the real file and republish")
+    if is_dir_entry or stat.S_ISDIR(target_stat.st_mode):
+        raise UnsafePackageError(f"package entry {rel!r} is a linked folder: replace it with a real folder")
+    return target_stat
 
 
 def scan_package_files(folder: str | os.PathLike[str], limits: PackageLimits = DEFAULT_LIMITS) -> dict[str, int]:
-    """Every file in the package -> its size, after refusing links that leave the package, unsafe names,
-    pickle-capable files, and sizes over ``limits``. Hub bookkeeping folders (``.cache/``, ``.git/``) are skipped."""
+    """Every file in the package -> its size, after refusing: links that leave the package (anywhere, hub
+    bookkeeping folders included), anything that is not a regular file or folder (a named pipe would block
+    whoever opens it), names that are unsafe, pickle-capable or not UTF-8, and sizes over ``limits``. Files
+    inside hub bookkeeping folders (``.cache/``, ``.git/``) are checked but not listed: they are not part of
+    the package, so nothing that publishes or copies from this list ever touches them."""
     folder = Path(folder)
     if not folder.is_dir():
         raise PackageFileMissingError(f"adapter package folder {folder} does not exist or is not a folder: check the "
                                       f"path, or pull the adapter again")
-    roots = _link_roots(folder)
+    roots = link_roots(folder)
     sizes: dict[str, int] = {}
     total = 0
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+    entries = 0
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False, onerror=_walk_error):
         here = Path(dirpath)
         rel_dir = here.relative_to(folder)
-        # Hub bookkeeping folders (huggingface_hub's .cache/, a git checkout's .git/) are not part of the package.
-        dirnames[:] = [d for d in dirnames if not (rel_dir == Path(".") and d in _BOOKKEEPING_DIRS)]
+        bookkeeping = bool(rel_dir.parts) and rel_dir.parts[0] in _BOOKKEEPING_DIRS
         for name in [*dirnames, *filenames]:
             full = here / name
             rel = (rel_dir / name).as_posix()
-            if full.is_symlink():
-                target = full.resolve()
-                if not any(target == r or r in target.parents for r in roots):
-                    raise UnsafePackageError(
-                        f"package entry {rel!r} is a link to {target}, outside the package: links are refused so a "
-                        f"package cannot read other files; replace it with the real file and republish")
-                if name in dirnames:
-                    raise UnsafePackageError(f"package entry {rel!r} is a linked folder: replace it with a real folder")
+            _utf8_name(rel)
+            entries += 1
+            if entries > 64 * limits.max_files:  # a tree of thousands of entries is not an adapter package
+                raise PackageTooLargeError(f"package holds more than {64 * limits.max_files} entries: an adapter "
+                                           f"package holds a config, weights, a README and an optional lora/ folder")
+            info = _entry_stat(full, rel)
+            if stat.S_ISLNK(info.st_mode):
+                info = _check_link(full, rel, roots, name in dirnames)
             if name in dirnames:
                 continue
+            require_regular(info.st_mode, f"package entry {rel!r}")
+            if bookkeeping:
+                continue
             check_member_name(rel)
-            size = full.stat().st_size
-            if size > limits.max_file_bytes:
-                raise PackageTooLargeError(f"package file {rel!r} is {size} bytes, over the {limits.max_file_bytes}-byte "
-                                           f"limit: raise PackageLimits.max_file_bytes if the adapter is genuine")
-            total += size
-            sizes[rel] = size
+            if info.st_size > limits.max_file_bytes:
+                raise PackageTooLargeError(f"package file {rel!r} is {info.st_size} bytes, over the "
+                                           f"{limits.max_file_bytes}-byte limit: raise PackageLimits.max_file_bytes "
+                                           f"if the adapter is genuine")
+            total += info.st_size
+            sizes[rel] = info.st_size
     if len(sizes) > limits.max_files:
         raise PackageTooLargeError(f"package holds {len(sizes)} files, over the limit of {limits.max_files}: an adapter "
                                    f"package holds a config, weights, a README and an optional lora/ folder")
@@ -114,30 +154,27 @@ def scan_package_files(folder: str | os.PathLike[str], limits: PackageLimits = D
     return sizes
 
 
-def _read_json(path: Path, limits: PackageLimits, what: str) -> Any:
+def _walk_error(error: OSError) -> None:
+    raise PackageCorruptError(f"a package folder cannot be listed ({error.strerror or error}: {error.filename}): "
+                              f"check its permissions, or pull the package again")
+
+
+def _read_json(folder: Path, rel: str, limits: PackageLimits) -> Any:
+    what = rel
+    raw = read_regular_file(member_path(folder, rel), max_bytes=limits.max_config_bytes, what=what)
     try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise PackageFileMissingError(f"{what} is missing from {path.parent}: the package is incomplete; export it "
-                                      f"with save_adapter_package or pull it again") from None
-    if size > limits.max_config_bytes:
-        raise PackageTooLargeError(f"{what} is {size} bytes, over the {limits.max_config_bytes}-byte limit for a "
-                                   f"config: the file is corrupt or not a config")
-    try:
-        return json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise PackageCorruptError(f"{what} is not valid JSON ({e}): the file is corrupt or was edited by hand; "
-                                  f"fix it or export the adapter again") from None
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:  # JSONDecodeError, and ints past Python's digit limit
+        raise PackageCorruptError(f"{what} is not valid JSON ({str(e)[:160]}): the file is corrupt or was edited by "
+                                  f"hand; fix it or export the adapter again") from None
+    except RecursionError:
+        raise PackageCorruptError(f"{what} is nested too deeply to be a config: the file is corrupt or malicious; "
+                                  f"export the adapter again") from None
 
 
 def read_package_config(folder: str | os.PathLike[str], limits: PackageLimits = DEFAULT_LIMITS) -> AdapterConfig:
     """Read, migrate and validate ``anymal_adapter.json`` (size-limited; never touches the weights)."""
-    config = parse_config(_read_json(Path(folder) / CONFIG_NAME, limits, CONFIG_NAME), CONFIG_NAME)
-    if config.projector.out_dim != config.llm.hidden_size:
-        raise PackageCorruptError(
-            f"{CONFIG_NAME}: projector.out_dim is {config.projector.out_dim} but llm.hidden_size is "
-            f"{config.llm.hidden_size}; the projector must output the LLM's hidden size: fix the config")
-    return config
+    return parse_config(_read_json(Path(folder), CONFIG_NAME, limits), CONFIG_NAME)
 
 
 def check_compatibility(
@@ -256,10 +293,11 @@ def _check_lora(folder: Path, config: AdapterConfig, files: Iterable[str], limit
     if config.lora is None:
         raise PackageCorruptError(f"the package has a {LORA_DIR}/ folder but {CONFIG_NAME} declares no LoRA config "
                                   f"('lora' is null): export the package again with save_adapter_package")
-    if not isinstance(_read_json(lora_dir / LORA_CONFIG_NAME, limits, f"{LORA_DIR}/{LORA_CONFIG_NAME}"), dict):
+    if not isinstance(_read_json(folder, f"{LORA_DIR}/{LORA_CONFIG_NAME}", limits), dict):
         raise PackageCorruptError(f"{LORA_DIR}/{LORA_CONFIG_NAME} is not a JSON object: export the LoRA again with "
                                   f"peft's save_pretrained")
-    read_safetensors_header(lora_dir / LORA_WEIGHTS_NAME, max_header_bytes=limits.max_header_bytes)
+    read_safetensors_header(member_path(folder, f"{LORA_DIR}/{LORA_WEIGHTS_NAME}"),
+                            max_header_bytes=limits.max_header_bytes, name=LORA_WEIGHTS_NAME)
     return lora_dir
 
 
@@ -285,7 +323,8 @@ def check_package(
     if WEIGHTS_NAME not in files:
         raise PackageFileMissingError(f"{WEIGHTS_NAME} is missing from {folder}: the package is incomplete; pull it "
                                       f"again or export it with save_adapter_package")
-    header = read_safetensors_header(folder / WEIGHTS_NAME, max_header_bytes=limits.max_header_bytes)
+    header = read_safetensors_header(member_path(folder, WEIGHTS_NAME), max_header_bytes=limits.max_header_bytes,
+                                     name=WEIGHTS_NAME)
     check_weights_header(header, config, expected_tensors)
     lora_dir = _check_lora(folder, config, files, limits)
     return CheckedPackage(folder, config, header, lora_dir, files)

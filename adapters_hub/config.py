@@ -69,7 +69,9 @@ class AdapterConfig:
     projector: ProjectorSpec
     # The LLM it was trained against.
     llm: LLMRef
-    # Number of tokens one attachment becomes (perceiver: fixed; linear/mlp: the encoder's steps at most).
+    # Number of tokens one attachment becomes: exactly this many when ``token_mode`` is ``fixed`` (a Perceiver
+    # resampler); the count for the modality's example input when it is ``per_step`` (linear / MLP projectors
+    # emit one token per encoder step, so longer signals become more tokens).
     num_tokens: int
     # Options passed to the modality's ``load`` / ``preprocess`` (sample rate, window, normalisation...).
     preprocessing: dict[str, Any] = field(default_factory=dict)
@@ -83,6 +85,16 @@ class AdapterConfig:
     anymal_version: str = "0.1.0"
     # Layout version of the package.
     schema_version: int = SCHEMA_VERSION
+    # ``fixed`` or ``per_step``: how ``num_tokens`` is to be read (see above). Additive key: configs written
+    # before it existed get it from their projector type when parsed.
+    token_mode: str = "fixed"
+
+    def tokens_text(self) -> str:
+        """The token count as a person should read it (``"64 tokens"``, ``"1 per encoder step (32 for the
+        example input)"``)."""
+        if self.token_mode == "per_step":
+            return f"1 token per encoder step ({self.num_tokens} for the example input)"
+        return f"{self.num_tokens} tokens"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -37,6 +37,9 @@ class PackageLimits:
     max_total_bytes: int = 64 << 30
     # Most files a package may hold (a package has 3-6; thousands means something else was published).
     max_files: int = 256
+    # Largest magnitude a floating-point weight may have. Trained projectors stay far below 1e3; values past
+    # this bound are finite but drown the LLM (every answer comes out empty), so they are refused as corrupt.
+    max_abs_weight: float = 1e6
 
 
 DEFAULT_LIMITS = PackageLimits()

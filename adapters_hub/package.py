@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 
 from .atomic import copy_file, fsync_tree, replace_dir, temp_sibling
 from .card import render_model_card
-from .checks import TensorSpec, check_package
+from .checks import CheckedPackage, TensorSpec, check_package
+from .files import member_path, read_regular_file
 from .config import SCHEMA_VERSION, AdapterConfig
 from .errors import AdapterPackageError, PackageCorruptError, PackageFileMissingError, TensorMismatchError
 from .layout import (
@@ -26,11 +27,13 @@ from .layout import (
     WEIGHTS_NAME, PackageLimits,
 )
 from .schema import ANYMAL_VERSION, config_to_json
+from .st_header import parse_safetensors_header
+from .validate import validate_config_data
 
 if TYPE_CHECKING:  # torch loads on first save/load, not at import (the CLI lists hubs without it)
     import torch
 
-__all__ = ["save_adapter_package", "load_adapter_package", "weights_metadata"]
+__all__ = ["save_adapter_package", "load_adapter_package", "read_checked_weights", "weights_metadata"]
 
 
 def weights_metadata(config: AdapterConfig) -> dict[str, str]:
@@ -46,6 +49,8 @@ def _validate_for_saving(config: AdapterConfig, tensors: Mapping[str, "torch.Ten
     if config.projector.out_dim != config.llm.hidden_size:
         raise AdapterPackageError(f"projector.out_dim is {config.projector.out_dim} but llm.hidden_size is "
                                   f"{config.llm.hidden_size}: the projector must output the LLM's hidden size")
+    # The same field rules every reader applies: never write a package that hosts would refuse.
+    validate_config_data(json.loads(config_to_json(config)), f"config of adapter {config.name!r}")
     if not tensors:
         raise TensorMismatchError("no tensors to save: pass ModalityAdapter.weights_for_saving()")
     allowed = ("projector.", "encoder.") if config.encoder.weights_included else ("projector.",)
@@ -112,6 +117,57 @@ def save_adapter_package(
     return config
 
 
+def read_checked_weights(
+    checked: CheckedPackage,
+    *,
+    limits: PackageLimits = DEFAULT_LIMITS,
+    device: str = "cpu",
+    check_finite: bool = True,
+) -> dict[str, "torch.Tensor"]:
+    """Read ``adapter.safetensors`` of a package :func:`~adapters_hub.checks.check_package` passed, once: the
+    file's bytes are read in one go, their header is parsed again and must equal the one checked, and the
+    tensors are then made from those same bytes. A file replaced between the check and the read is refused
+    instead of reaching ``load_state_dict``. ``check_finite`` refuses NaN, inf and values past
+    ``limits.max_abs_weight``."""
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load as load_bytes
+
+    data = read_regular_file(member_path(checked.folder, WEIGHTS_NAME), max_bytes=limits.max_file_bytes,
+                             what=WEIGHTS_NAME)
+    header = parse_safetensors_header(data, max_header_bytes=limits.max_header_bytes, name=WEIGHTS_NAME)
+    if header.tensors != checked.header.tensors or header.metadata != checked.header.metadata:
+        raise PackageCorruptError(f"{WEIGHTS_NAME} changed between its check and its read: do not edit a package "
+                                  f"while a host loads it; pull or export it again")
+    try:
+        tensors = load_bytes(data)
+    except (SafetensorError, ValueError, RuntimeError) as e:
+        raise PackageCorruptError(f"{WEIGHTS_NAME} could not be read ({e}): it is corrupt; pull the package "
+                                  f"again") from None
+    del data
+    if check_finite:
+        _check_values(checked.config, tensors, limits)
+    return {k: v.to(device) for k, v in tensors.items()} if device != "cpu" else tensors
+
+
+def _check_values(config: AdapterConfig, tensors: Mapping[str, "torch.Tensor"], limits: PackageLimits) -> None:
+    import torch
+
+    floats = {k: t for k, t in tensors.items() if t.is_floating_point() and t.numel()}
+    bad = sorted(k for k, t in floats.items() if not bool(torch.isfinite(t).all()))
+    if bad:
+        raise PackageCorruptError(
+            f"{WEIGHTS_NAME} of adapter {config.name!r} holds NaN or inf in {', '.join(bad[:5])}: the training run "
+            f"diverged; publish an earlier checkpoint (or pass check_finite=False to inspect it)")
+    huge = sorted(k for k, t in floats.items() if float(t.abs().max()) > limits.max_abs_weight)
+    if huge:
+        raise PackageCorruptError(
+            f"{WEIGHTS_NAME} of adapter {config.name!r} holds values over {limits.max_abs_weight:g} in magnitude in "
+            f"{', '.join(huge[:5])}: no trained adapter has weights that large (they would drown the LLM's own "
+            f"embeddings); the file is corrupt or was tampered with. Publish an earlier checkpoint, or raise "
+            f"PackageLimits.max_abs_weight if the adapter is genuine")
+
+
 def load_adapter_package(
     folder: str | os.PathLike[str],
     *,
@@ -126,29 +182,11 @@ def load_adapter_package(
     check_finite: bool = True,
 ) -> tuple[AdapterConfig, dict[str, "torch.Tensor"]]:
     """Check a package (see :func:`~adapters_hub.checks.check_package`; nothing is read before every check
-    passes), then read ``adapter.safetensors``. Returns ``(config, tensors)``, equal to what was saved.
-    ``check_finite`` refuses weights holding NaN or inf (a diverged training run). The LoRA folder, when
-    present, is ``Path(folder) / "lora"`` (peft loads it as it is)."""
-    import torch
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
+    passes), then read ``adapter.safetensors`` once (:func:`read_checked_weights`). Returns ``(config,
+    tensors)``, equal to what was saved. ``check_finite`` refuses weights holding NaN, inf or values past
+    ``limits.max_abs_weight``. The LoRA folder, when present, is ``Path(folder) / "lora"`` (peft loads it as it
+    is)."""
     checked = check_package(folder, installed_modalities=installed_modalities, host_hidden_size=host_hidden_size,
                             host_fingerprint=host_fingerprint, host_llm_name=host_llm_name,
                             expected_tensors=expected_tensors, force=force, limits=limits)
-    try:
-        tensors = load_file(str(Path(folder) / WEIGHTS_NAME), device=device)
-    except (SafetensorError, OSError) as e:
-        raise PackageCorruptError(f"{WEIGHTS_NAME} could not be read ({e}): it changed or is corrupt; pull the "
-                                  f"package again") from None
-    if set(tensors) != set(checked.header.tensors):  # the file changed between the check and the read
-        raise PackageCorruptError(f"{WEIGHTS_NAME} changed while it was being loaded: pull the package again")
-    if check_finite:
-        bad = sorted(k for k, t in tensors.items()
-                     if t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all()))
-        if bad:
-            raise PackageCorruptError(
-                f"{WEIGHTS_NAME} of adapter {checked.config.name!r} holds NaN or inf in {', '.join(bad[:5])}: the "
-                f"training run diverged; publish an earlier checkpoint (or pass check_finite=False to inspect it)")
-    return checked.config, tensors
-
+    return checked.config, read_checked_weights(checked, limits=limits, device=device, check_finite=check_finite)

@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 from .config import SCHEMA_VERSION, AdapterConfig, EncoderRef, LLMRef, ProjectorSpec
 from .errors import ConfigFromNewerVersionWarning, PackageCorruptError, SchemaVersionError
+from .validate import PER_STEP_PROJECTORS, validate_config_data
 
 __all__ = ["ANYMAL_VERSION", "MIGRATIONS", "MIN_SCHEMA_VERSION", "parse_config", "config_to_json"]
 
@@ -32,10 +33,11 @@ def _migrate_0_to_1(data: dict[str, Any]) -> dict[str, Any]:
     data = dict(data)
     if "num_query_tokens" in data:
         data["num_tokens"] = data.pop("num_query_tokens")
-    projector = dict(data.get("projector") or {})
-    if "kind" in projector:
+    projector = data.get("projector")
+    if isinstance(projector, dict) and "kind" in projector:  # anything else is left for validation to name
+        projector = dict(projector)
         projector["type"] = projector.pop("kind")
-    data["projector"] = projector
+        data["projector"] = projector
     data["schema_version"] = 1
     return data
 
@@ -48,12 +50,6 @@ MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {0: _migrate
 MIN_SCHEMA_VERSION = min(MIGRATIONS, default=SCHEMA_VERSION)
 
 _NESTED = {"encoder": EncoderRef, "projector": ProjectorSpec, "llm": LLMRef}
-# Required fields and their JSON types: checked so a wrong type fails here with its key, not deep in the host.
-_REQUIRED: dict[str, type | tuple[type, ...]] = {
-    "name": str, "modality": str, "num_tokens": int, "encoder.name": str, "projector.type": str,
-    "projector.in_dim": int, "projector.out_dim": int, "llm.name": str, "llm.hidden_size": int,
-    "llm.fingerprint": str,
-}
 
 
 def _schema_version(data: dict[str, Any], source: str) -> int:
@@ -83,19 +79,6 @@ def _drop_unknown(data: dict[str, Any], cls: type, prefix: str, unknown: list[st
     return {k: v for k, v in data.items() if k in known}
 
 
-def _check_required(data: dict[str, Any], source: str) -> None:
-    for dotted, kind in _REQUIRED.items():
-        value: Any = data
-        for part in dotted.split("."):
-            if not isinstance(value, dict) or part not in value:
-                raise PackageCorruptError(f"{source} is missing the required key '{dotted}': re-export the adapter "
-                                          f"with save_adapter_package, or add the key")
-            value = value[part]
-        if isinstance(value, bool) or not isinstance(value, kind):
-            raise PackageCorruptError(f"{source}: '{dotted}' is {value!r} but must be of type "
-                                      f"{getattr(kind, '__name__', kind)}: fix anymal_adapter.json")
-
-
 def parse_config(data: Any, source: str = "anymal_adapter.json") -> AdapterConfig:
     """A parsed ``anymal_adapter.json`` -> :class:`AdapterConfig`.
 
@@ -109,12 +92,13 @@ def parse_config(data: Any, source: str = "anymal_adapter.json") -> AdapterConfi
     while version < SCHEMA_VERSION:
         data = MIGRATIONS[version](data)
         version = data["schema_version"]
-    _check_required(data, source)
+    validate_config_data(data, source)
+    if "token_mode" not in data:  # written before token_mode existed: the built-in projectors say how they behave
+        per_step = data["projector"]["type"] in PER_STEP_PROJECTORS
+        data = {**data, "token_mode": "per_step" if per_step else "fixed"}
     unknown: list[str] = []
     clean = _drop_unknown(data, AdapterConfig, "", unknown)
     for key, cls in _NESTED.items():
-        if not isinstance(clean.get(key), dict):
-            raise PackageCorruptError(f"{source}: '{key}' must be a JSON object: fix anymal_adapter.json")
         clean[key] = cls(**_drop_unknown(clean[key], cls, key + ".", unknown))
     if unknown:
         warnings.warn(

@@ -14,16 +14,22 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import PackageCorruptError, PackageFileMissingError, PackageTooLargeError
+from .errors import PackageCorruptError, PackageTooLargeError
+from .files import open_regular
 
-__all__ = ["DTYPE_SIZES", "TensorInfo", "SafetensorsHeader", "read_safetensors_header", "normalize_dtype"]
+__all__ = ["DTYPE_BITS", "DTYPE_SIZES", "MAX_NDIM", "parse_safetensors_header", "TensorInfo", "SafetensorsHeader", "read_safetensors_header", "normalize_dtype"]
 
-#: Bytes per element of each safetensors dtype code.
-DTYPE_SIZES: dict[str, float] = {
-    "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1, "I16": 2, "U16": 2, "F16": 2,
-    "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8, "C64": 8, "F4": 0.5, "F6_E2M3": 0.75,
-    "F6_E3M2": 0.75,
+#: Bits per element of each safetensors dtype code (bits, not bytes: the 4- and 6-bit formats have no whole
+#: byte count, and integer arithmetic cannot overflow on a hostile shape the way floats do).
+DTYPE_BITS: dict[str, int] = {
+    "BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "I16": 16, "U16": 16, "F16": 16,
+    "BF16": 16, "I32": 32, "U32": 32, "F32": 32, "I64": 64, "U64": 64, "F64": 64, "C64": 64, "F4": 4, "F6_E2M3": 6,
+    "F6_E3M2": 6,
 }
+#: Bytes per element of each safetensors dtype code (kept for callers; derived from DTYPE_BITS).
+DTYPE_SIZES: dict[str, float] = {code: bits / 8 for code, bits in DTYPE_BITS.items()}
+#: Most dimensions a tensor may declare (torch supports 64; adapters use 1-4).
+MAX_NDIM = 16
 
 # torch dtype names / numpy-ish names -> safetensors codes, so callers may pass torch.float32 or "float32".
 _ALIASES = {
@@ -79,46 +85,57 @@ def _entry(path: Path, name: str, raw: object) -> TensorInfo:
     if not isinstance(raw, dict):
         raise _bad(path, f"entry {name!r} is not an object")
     dtype, shape, offsets = raw.get("dtype"), raw.get("shape"), raw.get("data_offsets")
-    if dtype not in DTYPE_SIZES:
+    if not isinstance(dtype, str) or dtype not in DTYPE_BITS:
         raise _bad(path, f"tensor {name!r} has unknown dtype {dtype!r}")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise _bad(path, f"tensor {name!r} has an invalid shape {shape!r}")
+    if (not isinstance(shape, list) or len(shape) > MAX_NDIM
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
+        raise _bad(path, f"tensor {name!r} has an invalid shape {_short(shape)}")
     if (not isinstance(offsets, list) or len(offsets) != 2
             or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
             or not 0 <= offsets[0] <= offsets[1]):
-        raise _bad(path, f"tensor {name!r} has invalid data_offsets {offsets!r}")
-    nbytes = math.prod(shape) * DTYPE_SIZES[dtype]
-    if nbytes != offsets[1] - offsets[0]:
-        raise _bad(path, f"tensor {name!r} of shape {shape} {dtype} needs {nbytes:g} bytes but its data_offsets span "
-                         f"{offsets[1] - offsets[0]}")
+        raise _bad(path, f"tensor {name!r} has invalid data_offsets {_short(offsets)}")
+    span = offsets[1] - offsets[0]
+    nbits = math.prod(shape) * DTYPE_BITS[dtype]  # exact integers: a hostile shape cannot overflow
+    if nbits != 8 * span:
+        raise _bad(path, f"tensor {name!r} of shape {_short(shape)} {dtype} needs {_short(nbits / 8)} bytes but its "
+                         f"data_offsets span {span}")
     return TensorInfo(dtype, tuple(shape), (offsets[0], offsets[1]))
 
 
-def read_safetensors_header(path: str | os.PathLike[str], *, max_header_bytes: int) -> SafetensorsHeader:
-    """Parse and validate the header of ``path``: sizes, JSON, entries, and that the data section is complete
-    and tightly packed (a truncated or padded file is refused). Reads at most ``8 + max_header_bytes`` bytes."""
-    path = Path(path)
+def _short(value: object, limit: int = 80) -> str:
+    """A value for an error message, cut short: a hostile header can hold numbers with thousands of digits."""
     try:
-        with open(path, "rb") as f:
-            file_size = os.fstat(f.fileno()).st_size
-            prefix = f.read(8)
-            if len(prefix) < 8:
-                raise _bad(path, f"only {file_size} bytes, shorter than the 8-byte header length")
-            (header_size,) = struct.unpack("<Q", prefix)
-            if header_size > file_size - 8:  # first: random bytes mostly land here, and it is the clearer message
-                raise _bad(path, f"header of {header_size} bytes declared but the file has {file_size} bytes: "
-                                 f"truncated")
-            if header_size > max_header_bytes:
-                raise PackageTooLargeError(
-                    f"{path.name} declares a {header_size}-byte header, over the {max_header_bytes}-byte limit: the "
-                    f"file is corrupt or malicious; if it is genuine, raise the limit (PackageLimits.max_header_bytes)")
-            raw = f.read(header_size)
-    except FileNotFoundError:
-        raise PackageFileMissingError(f"{path} is missing: the package is incomplete; download or export it again") from None
+        text = repr(value)
+    except ValueError:  # int too large to print (Python's digit limit)
+        return "<a number too large to print>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _parse_json(path: Path, raw: bytes) -> object:
     try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise _bad(path, f"header is not JSON: {e}") from None
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:  # JSONDecodeError, and ints past Python's digit limit
+        raise _bad(path, f"header is not JSON: {_short(str(e), 120)}") from None
+    except RecursionError:
+        raise _bad(path, "header JSON is nested too deeply") from None
+
+
+def _check_prefix(path: Path, prefix: bytes, file_size: int, max_header_bytes: int) -> int:
+    """The header length from the 8-byte prefix, checked against the file size and the limit."""
+    if len(prefix) < 8:
+        raise _bad(path, f"only {file_size} bytes, shorter than the 8-byte header length")
+    (header_size,) = struct.unpack("<Q", prefix)
+    if header_size > file_size - 8:  # first: random bytes mostly land here, and it is the clearer message
+        raise _bad(path, f"header of {header_size} bytes declared but the file has {file_size} bytes: truncated")
+    if header_size > max_header_bytes:
+        raise PackageTooLargeError(
+            f"{path.name} declares a {header_size}-byte header, over the {max_header_bytes}-byte limit: the "
+            f"file is corrupt or malicious; if it is genuine, raise the limit (PackageLimits.max_header_bytes)")
+    return header_size
+
+
+def _parse_header(path: Path, raw: bytes, header_size: int, file_size: int) -> SafetensorsHeader:
+    header = _parse_json(path, raw)
     if not isinstance(header, dict):
         raise _bad(path, "header is not a JSON object")
     metadata = header.pop("__metadata__", None) or {}
@@ -136,3 +153,27 @@ def read_safetensors_header(path: str | os.PathLike[str], *, max_header_bytes: i
         what = "truncated" if end > data_size else "trailing bytes after the last tensor"
         raise _bad(path, f"{what}: the header describes {end} bytes of data, the file holds {data_size}")
     return SafetensorsHeader(tensors, dict(metadata), header_size, file_size)
+
+
+def parse_safetensors_header(data: bytes, *, max_header_bytes: int, name: str = "adapter.safetensors") -> SafetensorsHeader:
+    """Parse and validate the header of a whole safetensors file already in memory (``data``): the same checks
+    as :func:`read_safetensors_header`, on the very bytes that will then be loaded."""
+    path = Path(name)
+    header_size = _check_prefix(path, data[:8], len(data), max_header_bytes)
+    return _parse_header(path, data[8:8 + header_size], header_size, len(data))
+
+
+def read_safetensors_header(path: str | os.PathLike[str], *, max_header_bytes: int,
+                            name: str | None = None) -> SafetensorsHeader:
+    """Parse and validate the header of ``path``: sizes, JSON, entries, and that the data section is complete
+    and tightly packed (a truncated or padded file is refused). Reads at most ``8 + max_header_bytes`` bytes,
+    from a regular file only (a pipe or device is refused before anything is read). ``name``: the package
+    file name errors should use, when ``path`` is where its link points."""
+    real = Path(path)
+    path = Path(name) if name else real  # errors name the package file, not a cache blob it links to
+    fd = open_regular(real, path.name)
+    with os.fdopen(fd, "rb") as f:
+        file_size = os.fstat(f.fileno()).st_size
+        header_size = _check_prefix(path, f.read(8), file_size, max_header_bytes)
+        raw = f.read(header_size)
+    return _parse_header(path, raw, header_size, file_size)

@@ -64,6 +64,24 @@ class ModalityAdapter(nn.Module):
         """Already preprocessed signals (data set items) -> one ``[N_i, H]`` tensor of real tokens each."""
         return run_collated(self, *self.modality.collate(signals))
 
+    def token_facts(self) -> tuple[str, int]:
+        """``(token_mode, num_tokens)`` as the package should record them: ``("fixed", N)`` when every attachment
+        becomes N tokens, ``("per_step", n)`` when the projector emits one token per encoder step (n: the count
+        for the modality's example input). A projector says which it is with a ``token_mode`` class attribute;
+        otherwise the example input's count decides."""
+        was_training = self.training
+        # eval mode and a forked RNG: measuring must not change a training run's random stream or its modules
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            self.eval()
+            try:
+                count = int(self.encode([self.modality.example_input()])[0].shape[0])
+            finally:
+                self.train(was_training)
+        mode = getattr(self.projector, "token_mode", None)
+        if mode not in ("fixed", "per_step"):
+            mode = "fixed" if count == self.config.num_tokens else "per_step"
+        return mode, count
+
     def set_trainable(self) -> None:
         """Train the projector, and the encoder only where the config says so."""
         self.projector.requires_grad_(True)

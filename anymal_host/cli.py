@@ -144,7 +144,7 @@ def adapters_command(adapters: tuple[str, ...], llm: str | None, check: bool) ->
                  False: click.style("trained for another LLM", fg="red")}[row["fingerprint_match"]]
         lora = ", LoRA (not hot-loadable)" if row["has_lora"] else ""
         click.echo(f"{row['name']}  [{row['kind']}, {state}]")
-        click.echo(f"    modality {row['modality']}, {row['projector']} projector, {row['num_tokens']} tokens{lora}")
+        click.echo(f"    modality {row['modality']}, {row['projector']} projector, {row['tokens']}{lora}")
         click.echo(f"    llm {row['llm']}: {match}")
         click.echo(f"    source {row['source']}" + (f" @ {row['revision'][:12]}" if row.get("revision") else ""))
 
@@ -167,13 +167,16 @@ def hub_group() -> None:
 def hub_push(folder: str, ref: str, message: str | None) -> None:
     """Publish the adapter package in FOLDER as the new main revision of REF.
 
-    The package is checked first (a package a host would refuse is never published). Trainer state of a
-    training checkpoint (trainer_state.json, optimizer.safetensors) is left out: a clean copy is published.
+    The package goes through every check a host runs before loading it (file safety, config, weights, a build
+    through the modality's installed plugin and a trial run on its example input), so a hub never holds a
+    package every host would refuse. Trainer state of a training checkpoint (trainer_state.json,
+    optimizer.safetensors) is left out: a clean copy is published.
     """
     import tempfile
 
     from adapters_hub import hub_for, read_package_config
 
+    from .loading import verify_package
     from .training.checkpoint import export_package
 
     hub, repo, revision = hub_for(ref, hf_endpoint=_hf_endpoint())
@@ -187,8 +190,8 @@ def hub_push(folder: str, ref: str, message: str | None) -> None:
         left_out = export_package(source, clean)
         if left_out:
             click.echo(f"leaving out {', '.join(left_out)} (trainer state, not part of the adapter)", err=True)
-        source = clean
-        published = hub.push(source, repo, message or f"Upload anymal adapter {config.name}")
+        verify_package(clean, get_registry())
+        published = hub.push(clean, repo, message or f"Upload anymal adapter {config.name}")
     click.echo(f"published {config.name} ({config.modality}) to {ref}@{published}")
 
 

@@ -11,6 +11,7 @@ __all__ = [
     "InvalidSignalError",
     "LLMLoadError",
     "AdapterNotFoundError",
+    "InvalidAdapterNameError",
 ]
 
 
@@ -47,3 +48,7 @@ class LLMLoadError(AnymalError, OSError):
 
 class AdapterNotFoundError(AnymalError, LookupError):
     """No adapter is loaded (or bundled) for a modality or name that a request needs."""
+
+
+class InvalidAdapterNameError(AnymalError, ValueError):
+    """An adapter name that is empty, only spaces, or holds control characters."""

@@ -7,15 +7,18 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import torch
 
 from .adapter import ModalityAdapter
-from .errors import AdapterNotFoundError
+from .errors import AdapterNotFoundError, InvalidAdapterNameError
 from .llm import LLM, LLMOptions
 from .plugins import Registry, get_registry
 from .prompt import Attachment, EmbeddedBatch, assemble
+
+if TYPE_CHECKING:
+    from .loading import HostFacts
 
 __all__ = ["AnymalHost", "AdapterSlot"]
 
@@ -55,6 +58,7 @@ class AnymalHost:
         self._llm_name = None if isinstance(llm, LLM) else llm
         self._llm_options = llm_options
         self._llm_lock = threading.Lock()
+        self._facts: HostFacts | None = None
         self.registry = registry or get_registry()
         self._state = _State()
         self._swap_lock = threading.Lock()
@@ -69,6 +73,16 @@ class AnymalHost:
             if self._llm is None:
                 self._llm = LLM.load(self._llm_name, self._llm_options)
             return self._llm
+
+    @property
+    def facts(self) -> "HostFacts":
+        """What adapter packages are checked against: the LLM's hidden size, fingerprint, name and token scale
+        (computed once; the LLM never changes)."""
+        if self._facts is None:
+            from .loading import HostFacts
+
+            self._facts = HostFacts.of(self.llm)
+        return self._facts
 
     # ----- adapters -------------------------------------------------------------------------------------
 
@@ -87,7 +101,7 @@ class AnymalHost:
         An adapter already loaded under ``name`` is replaced: requests in flight finish on the one they started
         with, new requests see this one. ``activate`` makes it the adapter its modality's attachments use by
         default (the first adapter of a modality is always activated)."""
-        name = name or adapter.config.name
+        name = _adapter_name(name if name is not None else adapter.config.name)
         adapter.to(self.llm.device).eval()
         self._put(AdapterSlot(name, adapter, source, kind, folder), activate)
         return name
@@ -127,8 +141,10 @@ class AnymalHost:
         """
         from adapters_hub import parse_ref, resolve
 
-        from .loading import build_adapter_from_folder
+        from .loading import build_adapter
 
+        if name is not None:
+            _adapter_name(name)  # refused before anything is downloaded
         parsed = parse_ref(ref)
         if parsed.kind == "hf" and cache_dir is None:
             from .paths import anymal_home
@@ -136,7 +152,7 @@ class AnymalHost:
             cache_dir = anymal_home() / "adapters"
         folder = resolve(parsed, cache_dir=cache_dir, hf_endpoint=hf_endpoint or os.environ.get("HF_ENDPOINT") or None,
                          token=token)
-        adapter = build_adapter_from_folder(folder, self, force=force)
+        adapter = build_adapter(folder, self.registry, self.facts, force=force)
         return self.add_adapter(adapter, name=name, source=str(ref), activate=activate,
                                 kind="folder" if parsed.kind == "local" else "hub", folder=str(folder))
 
@@ -160,7 +176,7 @@ class AnymalHost:
         """The loaded adapters, then the plugins' bundled adapters not loaded yet (what a request of their
         modality would load), one dict each: ``name``, ``modality``, ``kind`` (memory / bundled / hub /
         folder), ``source``, ``folder``, ``revision``, ``loaded``, ``active``, ``projector``, ``num_tokens``,
-        ``llm``, ``fingerprint_match`` (None when the host LLM is not loaded and ``load_llm`` is False),
+        ``token_mode``, ``tokens`` (the count as text), ``llm``, ``fingerprint_match`` (None when the host LLM is not loaded and ``load_llm`` is False),
         ``has_lora`` and ``error`` (why a bundled package cannot be read, else None)."""
         state = self._state
         host_fp = self.llm.fingerprint if (load_llm or self._llm is not None) else None
@@ -212,14 +228,14 @@ class AnymalHost:
                 f"no adapter is loaded for modality {modality!r} and plugin {plugin!r} bundles none: load one with "
                 "host.load_adapter(REF) / `anymal chat --adapter REF`, or train one with `anymal train align`"
             )
-        from .loading import build_adapter_from_folder  # late import: hub code is only needed here
+        from .loading import build_adapter  # late import: hub code is only needed here
 
         name, folder = candidates[0]
         with self._bundled_lock:
             loaded = self._state.slots.get(name)
             if loaded is not None and loaded.kind == "bundled" and loaded.folder == str(folder):
                 return loaded
-            adapter = build_adapter_from_folder(folder, self)
+            adapter = build_adapter(folder, self.registry, self.facts)
             adapter.to(self.llm.device).eval()
             slot = AdapterSlot(name, adapter, str(folder), "bundled", str(folder))
             self._put(slot, activate=False)
@@ -290,10 +306,21 @@ def _row(name: str, config: Any, kind: str, source: str, folder: str | None, loa
     return {
         "name": name, "modality": config.modality, "kind": kind, "source": source, "folder": folder,
         "revision": Path(folder).name if kind == "hub" and folder else None, "loaded": loaded, "active": active,
-        "projector": config.projector.type, "num_tokens": config.num_tokens, "llm": config.llm.name,
+        "projector": config.projector.type, "num_tokens": config.num_tokens, "token_mode": config.token_mode,
+        "tokens": config.tokens_text(), "llm": config.llm.name,
         "fingerprint_match": None if host_fp is None else config.llm.fingerprint == host_fp,
         "has_lora": config.lora is not None, "error": None,
     }
+
+
+def _adapter_name(name: str) -> str:
+    """The name an adapter is listed and chosen by: refused when empty or unprintable."""
+    from adapters_hub.validate import validate_adapter_name
+
+    try:
+        return validate_adapter_name(name)
+    except ValueError as e:
+        raise InvalidAdapterNameError(str(e)) from None
 
 
 def _folder_modality(folder: Path) -> str | None:

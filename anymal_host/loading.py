@@ -1,17 +1,24 @@
 """From an adapter package folder to a ready :class:`~anymal_host.adapter.ModalityAdapter`, off to the side.
 
 Every adapter the host serves, whether bundled with a plugin, pulled from a hub or read from a local folder,
-is built here, in this order, so a bad package never touches anything the host is serving:
+and every package ``anymal hub push`` publishes, goes through :func:`build_adapter`, in this order, so a bad
+package never touches anything the host is serving:
 
 1. ``check_package`` with the host's facts (installed modalities, the LLM's hidden size, fingerprint and name):
-   file safety and sizes, config schema, compatibility, the safetensors header. No weight is read.
-2. A ``lora/`` folder is refused (see :class:`LoraNotHotLoadableError`).
-3. ``ModalityAdapter.from_config`` builds an untrained adapter through the modality's plugin; it is not yet
-   reachable from the host.
-4. ``load_adapter_package`` reads ``adapter.safetensors`` after checking every tensor name, shape and dtype
-   against the untrained adapter's ``weights_for_saving()`` (and refusing NaN / inf), then the weights are
-   loaded strictly: every expected tensor present, nothing else (``encoder.*`` may only be absent when the
-   config says the plugin supplies the encoder weights).
+   file safety and sizes, every config field's type and range, compatibility, the safetensors header. No
+   weight is read. It runs once per load.
+2. A ``lora/`` folder is refused (see :class:`LoraNotHotLoadableError`); a package that leaves its encoder
+   weights out is refused unless the plugin's encoder ships pretrained weights.
+3. The adapter is built on PyTorch's ``meta`` device (shapes only, no memory), and every tensor name, shape and
+   dtype of the header is compared with it. A small package whose config asks for a huge model is refused
+   here, before anything is allocated.
+4. ``adapter.safetensors`` is read once (:func:`~adapters_hub.read_checked_weights`): the bytes read are the
+   bytes checked; NaN, inf and absurd magnitudes are refused.
+5. The real adapter is built through the modality's plugin and the weights are loaded strictly.
+6. **Functional check**: the modality's ``example_input`` goes through the new adapter with its own
+   preprocessing. The tokens must be finite, of the LLM's width, as many as the config says, and on the scale
+   of the LLM's own token embeddings. A package that passes every static check but cannot work is refused
+   here instead of answering garbage.
 
 Only then does the host put the adapter in place (:meth:`AnymalHost.add_adapter`, one atomic swap).
 
@@ -24,21 +31,33 @@ two LoRAs cannot serve side by side without per-request adapter routing. Such pa
 
 from __future__ import annotations
 
+import math
 import os
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import torch
+
 from adapters_hub import (
-    CONFIG_NAME, DEFAULT_LIMITS, LORA_DIR, WEIGHTS_NAME, AdapterPackageError, PackageCorruptError, PackageLimits,
-    TensorMismatchError, check_package, load_adapter_package, tensor_specs,
+    CONFIG_NAME, DEFAULT_LIMITS, LORA_DIR, WEIGHTS_NAME, AdapterConfig, AdapterPackageError, AdapterPackageWarning,
+    PackageLimits, TensorMismatchError, check_package, check_weights_header, read_checked_weights, tensor_specs,
 )
 
 from .adapter import ModalityAdapter
+from .plugins import Registry
 
 if TYPE_CHECKING:
-    from .host import AnymalHost
+    from .llm import LLM
 
-__all__ = ["build_adapter_from_folder", "AdapterBuildError", "LoraNotHotLoadableError"]
+__all__ = ["HostFacts", "build_adapter", "build_adapter_from_folder", "verify_package", "measure_tokens",
+           "AdapterBuildError", "AdapterFunctionalCheckError", "LoraNotHotLoadableError", "MAX_TOKEN_SCALE"]
+
+#: How much larger (root mean square) projected tokens may be than the LLM's own token embeddings. Trained
+#: adapters stay within a few times the embedding scale; tokens thousands of times larger drown the prompt and
+#: every answer comes out empty or garbage.
+MAX_TOKEN_SCALE = 1000.0
 
 
 class AdapterBuildError(AdapterPackageError):
@@ -46,49 +65,61 @@ class AdapterBuildError(AdapterPackageError):
     (unknown projector type, encoder options the plugin rejects, feature width mismatch...)."""
 
 
+class AdapterFunctionalCheckError(AdapterPackageError):
+    """The adapter was built and its weights loaded, but the modality's example input does not come out as
+    usable tokens (an exception, NaN/inf, the wrong count or width, or tokens far off the LLM's scale)."""
+
+
 class LoraNotHotLoadableError(AdapterPackageError):
     """The package carries a LoRA for the LLM (``lora/``), which cannot be swapped in atomically."""
 
 
-def build_adapter_from_folder(folder: str | os.PathLike[str], host: "AnymalHost", force: bool = False, *,
-                              limits: PackageLimits = DEFAULT_LIMITS) -> ModalityAdapter:
-    """Check, build and load the adapter package in ``folder`` for ``host``; the host itself is not changed.
+@dataclass(frozen=True)
+class HostFacts:
+    """What the package pipeline needs to know of the host LLM; ``None`` skips the checks that need it (a
+    package checked before publishing, with no LLM loaded)."""
+
+    # The LLM's hidden size H (every token's width).
+    hidden_size: int | None = None
+    # The LLM's embedding-space fingerprint.
+    fingerprint: str | None = None
+    # Its name, for error messages.
+    llm_name: str | None = None
+    # Root mean square of the LLM's input token embeddings: the scale projected tokens are compared with.
+    embedding_rms: float | None = None
+
+    @classmethod
+    def of(cls, llm: "LLM") -> "HostFacts":
+        weight = llm.model.get_input_embeddings().weight
+        return cls(llm.hidden_size, llm.fingerprint, llm.name, float(weight.detach().float().pow(2).mean().sqrt()))
+
+
+def build_adapter(folder: str | os.PathLike[str], registry: Registry, facts: HostFacts, *, force: bool = False,
+                  limits: PackageLimits = DEFAULT_LIMITS) -> ModalityAdapter:
+    """Check, build, load and try out the adapter package in ``folder`` (steps 1-6 above); nothing outside the
+    returned adapter is changed.
 
     ``force=True`` lets a package trained against another checkpoint of the LLM (fingerprint mismatch, same
-    hidden size) through with a :class:`~adapters_hub.ForcedLoadWarning`. A config written by a newer anymal
-    (unknown keys) loads with a :class:`~adapters_hub.ConfigFromNewerVersionWarning`. Any problem raises an
+    hidden size) through with a :class:`~adapters_hub.ForcedLoadWarning`. Any problem raises an
     :class:`~adapters_hub.AdapterPackageError` subclass whose message says what is wrong and how to fix it.
     """
     folder = Path(folder)
-    llm = host.llm
-    facts = {"installed_modalities": set(host.registry.modalities), "host_hidden_size": llm.hidden_size,
-             "host_llm_name": llm.name, "limits": limits}
-    # (a) every check that needs no model code, before anything is built (warnings, if forced, are emitted here)
-    checked = check_package(folder, host_fingerprint=llm.fingerprint, force=force, **facts)
+    checked = check_package(folder, installed_modalities=set(registry.modalities), host_hidden_size=facts.hidden_size,
+                            host_fingerprint=facts.fingerprint, host_llm_name=facts.llm_name, force=force,
+                            limits=limits)
     config = checked.config
-    # (b) LoRA: refused before anything is built
     if checked.lora_dir is not None or config.lora is not None:
         raise LoraNotHotLoadableError(
             f"adapter {config.name!r} carries a LoRA for the LLM ({LORA_DIR}/): hot-loading LoRA packages into a "
             f"running host is not supported yet (a LoRA changes the shared LLM under requests in flight). Use a "
             f"stage-1 (projector-only) package of this adapter (`anymal train align`), or merge the LoRA into "
             f"the LLM and start the host with the merged LLM")
-    # (c) build off to the side: nothing the host serves is touched
-    try:
-        adapter = ModalityAdapter.from_config(config, host.registry)
-    except Exception as e:  # plugin code: any failure means "this config does not build here"
-        raise AdapterBuildError(
-            f"adapter {config.name!r} passed its checks but cannot be built from its {CONFIG_NAME} with the "
-            f"installed plugins ({type(e).__name__}: {e}): upgrade the {config.modality!r} plugin, or pull an "
-            f"adapter made for the installed version") from e
-    expected = tensor_specs(adapter.weights_for_saving())
-    # (d) read the weights (re-checked against the untrained adapter's names, shapes and dtypes, NaN/inf refused).
-    # The fingerprint was checked (and, if forced, warned about) in (a); skip it here so a forced load warns once.
-    loaded_config, tensors = load_adapter_package(folder, host_fingerprint=None if force else llm.fingerprint,
-                                                  expected_tensors=expected, force=force, **facts)
-    if loaded_config != config:
-        raise PackageCorruptError(f"{CONFIG_NAME} in {folder} changed while the adapter was loading: pull the "
-                                  f"package again (and do not edit a package a host is loading)")
+    skeleton = _build(config, registry, meta=True)
+    _check_encoder_weights_source(config, skeleton)
+    check_weights_header(checked.header, config, tensor_specs(skeleton.weights_for_saving()))
+    del skeleton
+    tensors = read_checked_weights(checked, limits=limits)
+    adapter = _build(config, registry, meta=False)
     missing, unexpected = adapter.load_state_dict(tensors, strict=False)
     allowed_missing = () if config.encoder.weights_included else ("encoder.",)
     missing = [k for k in missing if not (allowed_missing and k.startswith(allowed_missing))]
@@ -99,4 +130,100 @@ def build_adapter_from_folder(folder: str | os.PathLike[str], host: "AnymalHost"
                                     f"unexpected {', '.join(unexpected[:5])}" if unexpected else "") if p)
             + ": export the package again from the trained adapter with save_adapter_package")
     adapter.requires_grad_(False)
-    return adapter.eval()
+    adapter.eval()
+    check_example_tokens(adapter, facts)
+    return adapter
+
+
+def build_adapter_from_folder(folder: str | os.PathLike[str], host: "object", force: bool = False, *,
+                              limits: PackageLimits = DEFAULT_LIMITS) -> ModalityAdapter:
+    """:func:`build_adapter` with the facts of a running :class:`~anymal_host.host.AnymalHost` (its registry and
+    LLM); kept for callers of the earlier API."""
+    return build_adapter(folder, host.registry, host.facts, force=force, limits=limits)  # type: ignore[attr-defined]
+
+
+def verify_package(folder: str | os.PathLike[str], registry: Registry, facts: HostFacts | None = None, *,
+                   limits: PackageLimits = DEFAULT_LIMITS) -> AdapterConfig:
+    """Every check a host runs on a package, without a host: what ``anymal hub push`` runs before publishing,
+    so a hub never holds a package every host would refuse. With no ``facts`` the checks that need the host
+    LLM (hidden size against the LLM, fingerprint, token scale) are skipped; the package's own consistency,
+    its build through the installed plugin, its weights and the functional check all run."""
+    return build_adapter(folder, registry, facts or HostFacts(), limits=limits).config
+
+
+def _build(config: AdapterConfig, registry: Registry, *, meta: bool) -> ModalityAdapter:
+    """The adapter a config describes, through its plugin; on the ``meta`` device it costs no memory (a plugin
+    whose encoder cannot be built there is built for real: the config's sizes are already bounded)."""
+    try:
+        if meta:
+            try:
+                with torch.device("meta"):
+                    return ModalityAdapter.from_config(config, registry)
+            except (NotImplementedError, RuntimeError):
+                pass
+        return ModalityAdapter.from_config(config, registry)
+    except Exception as e:  # plugin code: any failure means "this config does not build here"
+        raise AdapterBuildError(
+            f"adapter {config.name!r} passed its checks but cannot be built from its {CONFIG_NAME} with the "
+            f"installed plugins ({type(e).__name__}: {e}): upgrade the {config.modality!r} plugin, or pull an "
+            f"adapter made for the installed version") from e
+
+
+def _check_encoder_weights_source(config: AdapterConfig, skeleton: ModalityAdapter) -> None:
+    """A package may leave its encoder weights out only when the plugin ships pretrained ones; otherwise the
+    encoder would run with random weights and every answer would be garbage."""
+    if config.encoder.weights_included:
+        return
+    ships = getattr(skeleton.encoder, "pretrained_weights", None)
+    if ships is False:
+        raise AdapterBuildError(
+            f"adapter {config.name!r} says its encoder weights are not included (encoder.weights_included is "
+            f"false), but the {config.modality!r} plugin's encoder {config.encoder.name!r} ships no pretrained "
+            f"weights: the encoder would run untrained. Export the package with the encoder weights "
+            f"(encoder.weights_included true)")
+    if ships is None:
+        warnings.warn(
+            f"adapter {config.name!r} leaves its encoder weights to the {config.modality!r} plugin, whose encoder "
+            f"{config.encoder.name!r} does not say whether it ships pretrained weights (Encoder.pretrained_weights): "
+            f"if it does not, answers will be garbage", AdapterPackageWarning, stacklevel=3)
+
+
+def measure_tokens(adapter: ModalityAdapter) -> torch.Tensor:
+    """The ``[N, H]`` tokens the adapter makes of its modality's example input, with its own preprocessing."""
+    with torch.inference_mode():
+        return adapter.encode([adapter.modality.example_input()])[0]
+
+
+def check_example_tokens(adapter: ModalityAdapter, facts: HostFacts) -> None:
+    """Step 6: run the modality's example input through ``adapter`` and require usable tokens."""
+    config = adapter.config
+    what = f"adapter {config.name!r}"
+    try:
+        tokens = measure_tokens(adapter)
+    except Exception as e:  # plugin code (preprocessing options of the wrong type or range, shapes...)
+        raise AdapterFunctionalCheckError(
+            f"{what} fails on the {config.modality!r} plugin's example input ({type(e).__name__}: {e}): its "
+            f"preprocessing {config.preprocessing} or its weights do not work with the installed plugin; fix the "
+            f"'preprocessing' of {CONFIG_NAME}, or export the adapter again") from e
+    width = config.projector.out_dim
+    if tokens.ndim != 2 or tokens.shape[1] != width or tokens.shape[0] < 1:
+        raise AdapterFunctionalCheckError(f"{what} turns the example input into a tensor of shape "
+                                          f"{list(tokens.shape)}, not [tokens, {width}]: the plugin or projector is "
+                                          f"broken; upgrade the plugin or export the adapter again")
+    if config.token_mode == "fixed" and tokens.shape[0] != config.num_tokens:
+        raise AdapterFunctionalCheckError(
+            f"{what} says it makes {config.num_tokens} tokens per attachment (token_mode fixed) but its projector "
+            f"makes {tokens.shape[0]} of the example input: set num_tokens to {tokens.shape[0]}, or token_mode to "
+            f"per_step if the count follows the input's length")
+    if not bool(torch.isfinite(tokens).all()):
+        raise AdapterFunctionalCheckError(f"{what} turns the example input into NaN or inf tokens: its weights are "
+                                          f"broken; publish an earlier checkpoint")
+    rms = float(tokens.float().pow(2).mean().sqrt())
+    if facts.embedding_rms is not None and facts.embedding_rms > 0:
+        limit = MAX_TOKEN_SCALE * facts.embedding_rms
+        if not math.isfinite(rms) or rms > limit:
+            raise AdapterFunctionalCheckError(
+                f"{what} makes tokens of scale {rms:.3g} (root mean square) from the example input, over "
+                f"{MAX_TOKEN_SCALE:g}x the scale of the LLM's own token embeddings ({facts.embedding_rms:.3g}): they "
+                f"would drown the prompt and every answer would be empty or garbage. The weights are corrupt or "
+                f"were trained for another LLM; publish an earlier checkpoint")

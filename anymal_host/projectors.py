@@ -16,6 +16,9 @@ __all__ = ["LinearProjector", "MLPProjector", "PerceiverResampler"]
 class LinearProjector(nn.Module):
     """One linear map per step (AnyMAL's IMU projector)."""
 
+    #: One token per encoder step (see ``AdapterConfig.token_mode``).
+    token_mode = "per_step"
+
     def __init__(self, in_dim: int, out_dim: int, num_tokens: int | None = None) -> None:
         super().__init__()
         self.proj = nn.Linear(in_dim, out_dim)
@@ -26,6 +29,9 @@ class LinearProjector(nn.Module):
 
 class MLPProjector(nn.Module):
     """Two linear layers with a GELU between them (LLaVA-1.5's ``mlp2x_gelu``)."""
+
+    #: One token per encoder step (see ``AdapterConfig.token_mode``).
+    token_mode = "per_step"
 
     def __init__(self, in_dim: int, out_dim: int, num_tokens: int | None = None, hidden_dim: int | None = None) -> None:
         super().__init__()
@@ -59,6 +65,9 @@ class _PerceiverBlock(nn.Module):
 
 class PerceiverResampler(nn.Module):
     """Variable-length masked features in, ``num_tokens`` latent tokens out."""
+
+    #: Always ``num_tokens`` tokens, whatever the input's length.
+    token_mode = "fixed"
 
     def __init__(
         self,

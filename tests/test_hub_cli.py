@@ -39,7 +39,7 @@ def invoke(*args, env=None):
     return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
 
 
-def test_push_pull_ls_info_on_a_folder_hub(package, tmp_path):
+def test_push_pull_ls_info_on_a_folder_hub(package, tmp_path, global_registry):
     root = tmp_path / "hub"
     result = invoke("hub", "push", str(package), f"file://{root}/lab/toy", "-m", "first toy")
     assert result.exit_code == 0, result.output
@@ -67,7 +67,7 @@ def test_push_pull_ls_info_on_a_folder_hub(package, tmp_path):
         assert fragment in info.output
 
 
-def test_push_leaves_trainer_state_out(package, tmp_path):
+def test_push_leaves_trainer_state_out(package, tmp_path, global_registry):
     (package / "trainer_state.json").write_text(json.dumps({"step": 10}))
     (package / "optimizer.safetensors").write_bytes(b"not even read")
     root = tmp_path / "hub"

@@ -24,18 +24,27 @@ TRAINER_FILES = (TRAINER_STATE, OPTIMIZER_STATE)
 
 def export_package(checkpoint: Path, destination: Path) -> list[str]:
     """Copy a checkpoint's adapter package to ``destination`` without its trainer state (atomically: built
-    beside it, then moved into place). Returns the names of the files left out."""
+    beside it, then moved into place). Only the files the package check listed are copied, each read as a
+    regular file inside the package: no link is followed out of it and no hub bookkeeping folder is carried.
+    Returns the names of the files left out."""
     from adapters_hub import check_package
+    from adapters_hub.atomic import fsync_tree, replace_dir, temp_sibling
+    from adapters_hub.files import copy_member
 
-    check_package(checkpoint)  # never export what a host would refuse
-    left_out = [name for name in TRAINER_FILES if (checkpoint / name).exists()]
+    checked = check_package(checkpoint)  # never export what a host would refuse
+    left_out = [name for name in TRAINER_FILES if name in checked.files]
     destination.parent.mkdir(parents=True, exist_ok=True)
-    tmp = destination.with_name(f".{destination.name}.export")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(checkpoint, tmp, ignore=lambda d, names: [n for n in names if Path(d) == checkpoint and n in TRAINER_FILES])
-    if destination.exists():
-        shutil.rmtree(destination)
-    os.replace(tmp, destination)
+    tmp = temp_sibling(destination)
+    try:
+        for rel in checked.files:
+            if rel in TRAINER_FILES:
+                continue
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            copy_member(checkpoint, rel, tmp / rel)
+        fsync_tree(tmp)
+        replace_dir(tmp, destination)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return left_out
 
 

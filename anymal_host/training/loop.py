@@ -69,6 +69,8 @@ def train(config: TrainConfig, host: AnymalHost | None = None, progress: bool = 
     adapter_config = _adapter_config(config, host, spec)
     torch.manual_seed(config.seed)
     adapter = ModalityAdapter.from_config(adapter_config, host.registry)
+    # Record how many tokens the projector really emits (one per encoder step for linear / MLP projectors).
+    adapter_config.token_mode, adapter_config.num_tokens = adapter.token_facts()
     if config.init_encoder:
         _init_encoder(adapter, Path(config.init_encoder))
     adapter.set_trainable()

@@ -219,7 +219,7 @@ def test_config_with_wrong_type(package, host_facts, no_weight_reads):
     data = _config(package)
     data["llm"]["hidden_size"] = "16"
     _write_config(package, data)
-    refuse(package, host_facts, PackageCorruptError, r"'llm.hidden_size' is '16' but must be of type int")
+    refuse(package, host_facts, PackageCorruptError, r"'llm.hidden_size' is '16' but must be an integer")
 
 
 # 16
