@@ -320,6 +320,9 @@ def check_package(
     config = read_package_config(folder, limits)
     check_compatibility(config, installed_modalities=installed_modalities, host_hidden_size=host_hidden_size,
                         host_fingerprint=host_fingerprint, host_llm_name=host_llm_name, force=force)
+    if WEIGHTS_NAME not in files and (folder / WEIGHTS_NAME).is_dir():
+        raise UnsafePackageError(f"{WEIGHTS_NAME} in {folder} is a folder, not a regular file: the package is "
+                                 f"malformed; export it again with save_adapter_package")
     if WEIGHTS_NAME not in files:
         raise PackageFileMissingError(f"{WEIGHTS_NAME} is missing from {folder}: the package is incomplete; pull it "
                                       f"again or export it with save_adapter_package")

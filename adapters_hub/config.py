@@ -53,6 +53,9 @@ class LLMRef:
     fingerprint: str
     # Revision (commit or tag) of the LLM, when known.
     revision: str | None = None
+    # Root mean square of the LLM's input token embeddings, when recorded: lets a package be checked for token
+    # scale (see ``anymal_host.loading``) where that LLM is not loaded, as ``anymal hub push`` does.
+    embedding_rms: float | None = None
 
 
 @dataclass

@@ -97,7 +97,7 @@ def _entry(path: Path, name: str, raw: object) -> TensorInfo:
     span = offsets[1] - offsets[0]
     nbits = math.prod(shape) * DTYPE_BITS[dtype]  # exact integers: a hostile shape cannot overflow
     if nbits != 8 * span:
-        raise _bad(path, f"tensor {name!r} of shape {_short(shape)} {dtype} needs {_short(nbits / 8)} bytes but its "
+        raise _bad(path, f"tensor {name!r} of shape {_short(shape)} {dtype} needs {_short(nbits // 8)} bytes but its "
                          f"data_offsets span {span}")
     return TensorInfo(dtype, tuple(shape), (offsets[0], offsets[1]))
 

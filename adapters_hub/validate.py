@@ -114,6 +114,12 @@ def _options(*, allow_none: bool = False) -> Rule:
     return rule
 
 
+def _positive_or_none(value: Any, bounds: ConfigBounds) -> str | None:
+    ok = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+                           and value > 0)
+    return None if ok else "a positive finite number or null"
+
+
 def _metrics(value: Any, bounds: ConfigBounds) -> str | None:
     """``{name: number | string | bool | null}``: listings print them, so they must be flat and finite."""
     ok = isinstance(value, dict) and all(
@@ -159,6 +165,7 @@ FIELD_RULES: dict[str, tuple[bool, Rule]] = {
     "llm.hidden_size": (True, _int(1, "max_width")),
     "llm.fingerprint": (True, _string()),
     "llm.revision": (False, _string(allow_none=True)),
+    "llm.embedding_rms": (False, _positive_or_none),
     "preprocessing": (False, _options()),
     "lora": (False, _options(allow_none=True)),
     "metrics": (False, _metrics),

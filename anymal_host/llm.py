@@ -176,9 +176,16 @@ class LLM:
                 self._fingerprint = embedding_fingerprint(self.model)
             return self._fingerprint
 
+    @property
+    def embedding_rms(self) -> float:
+        """Root mean square of the input token embeddings: the scale adapter tokens are checked against."""
+        weight = self.model.get_input_embeddings().weight
+        return round(float(weight.detach().float().pow(2).mean().sqrt()), 6)
+
     def describe(self) -> dict[str, Any]:
         """What an adapter records about the LLM it was trained against."""
-        return {"name": self.name, "revision": self.revision, "hidden_size": self.hidden_size, "fingerprint": self.fingerprint}
+        return {"name": self.name, "revision": self.revision, "hidden_size": self.hidden_size,
+                "fingerprint": self.fingerprint, "embedding_rms": self.embedding_rms}
 
 
 @dataclass

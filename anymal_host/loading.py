@@ -90,8 +90,7 @@ class HostFacts:
 
     @classmethod
     def of(cls, llm: "LLM") -> "HostFacts":
-        weight = llm.model.get_input_embeddings().weight
-        return cls(llm.hidden_size, llm.fingerprint, llm.name, float(weight.detach().float().pow(2).mean().sqrt()))
+        return cls(llm.hidden_size, llm.fingerprint, llm.name, llm.embedding_rms)
 
 
 def build_adapter(folder: str | os.PathLike[str], registry: Registry, facts: HostFacts, *, force: bool = False,
@@ -145,10 +144,15 @@ def build_adapter_from_folder(folder: str | os.PathLike[str], host: "object", fo
 def verify_package(folder: str | os.PathLike[str], registry: Registry, facts: HostFacts | None = None, *,
                    limits: PackageLimits = DEFAULT_LIMITS) -> AdapterConfig:
     """Every check a host runs on a package, without a host: what ``anymal hub push`` runs before publishing,
-    so a hub never holds a package every host would refuse. With no ``facts`` the checks that need the host
-    LLM (hidden size against the LLM, fingerprint, token scale) are skipped; the package's own consistency,
-    its build through the installed plugin, its weights and the functional check all run."""
-    return build_adapter(folder, registry, facts or HostFacts(), limits=limits).config
+    so a hub never holds a package every host would refuse. With no ``facts``, the checks against a host LLM
+    (hidden size, fingerprint) are skipped and the token scale is compared with the embedding scale the
+    package recorded for its LLM (``llm.embedding_rms``, when it has one); the package's own consistency, its
+    build through the installed plugin, its weights and the functional check all run."""
+    if facts is None:
+        from adapters_hub import read_package_config
+
+        facts = HostFacts(embedding_rms=read_package_config(folder, limits).llm.embedding_rms)
+    return build_adapter(folder, registry, facts, limits=limits).config
 
 
 def _build(config: AdapterConfig, registry: Registry, *, meta: bool) -> ModalityAdapter:

@@ -42,6 +42,11 @@ class Encoder(nn.Module):
 
     #: Width D of the features this encoder returns; the projector is sized from it.
     feature_dim: int
+    #: Whether ``build_encoder`` loads real pretrained weights. Only then may an adapter package leave the
+    #: encoder weights out (``encoder.weights_included: false``); a package that does so for an encoder with
+    #: ``False`` here is refused (its encoder would run untrained). ``None``, the default for encoders written
+    #: before this attribute existed, loads such packages with a warning.
+    pretrained_weights: bool | None = None
 
 
 class Modality(ABC):

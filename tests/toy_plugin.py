@@ -14,6 +14,9 @@ from anymal_host import DatasetSpec, Encoder, InvalidSignalError, Modality, Sign
 
 
 class ToyEncoder(Encoder):
+    #: The toy plugin ships no trained encoder: packages must carry its weights.
+    pretrained_weights = False
+
     def __init__(self, width: int = 8) -> None:
         super().__init__()
         self.feature_dim = width
