@@ -6,6 +6,7 @@ import re
 
 from huggingface_hub import ModelCard, ModelCardData
 
+from .checks import plugin_package_name
 from .config import AdapterConfig
 
 __all__ = ["ADAPTER_TAG", "LIBRARY_NAME", "render_model_card"]
@@ -54,7 +55,7 @@ turn one {config.modality} input into {config.tokens_text()} in the LLM's embedd
 ## Use
 
 ```bash
-pip install anymal anymal-plugin-{config.modality}
+pip install anymal {plugin_package_name(config.modality)}
 ```
 
 ```python

@@ -6,6 +6,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -343,22 +344,28 @@ def make_cli(registry: Registry | None = None) -> click.Group:
     group = click.Group(name=cli.name, commands=dict(cli.commands), help=cli.help, params=list(cli.params),
                         context_settings=cli.context_settings)
     owner = {name: "anymal (built-in)" for name in group.commands}  # command -> who added it
-    for impl in registry.pm.hook.register_commands.get_hookimpls():
-        before = dict(group.commands)
-        try:
-            impl.function(cli=group)
-        except Exception as exc:
-            registry.plugins[impl.plugin_name].errors.append(f"register_commands raised {type(exc).__name__}: {exc}")
-            group.commands = before
-            continue
+    before: dict[str, click.Command] = {}
+
+    def kwargs_for(plugin_name: str) -> dict[str, Any]:
+        before.clear()
+        before.update(group.commands)
+        return {"cli": group}
+
+    def keep_existing(plugin_name: str) -> None:
+        """A plugin may add commands, never replace one: a replaced name is put back and reported."""
         for name, command in list(group.commands.items()):
             if name in before and before[name] is not command:
-                registry.plugins[impl.plugin_name].errors.append(
-                    f"register_commands: command {name!r} from plugin {impl.plugin_name!r} is already registered by "
-                    f"{owner[name]}; kept the existing one (rename the plugin's command)")
+                registry.record_error(plugin_name, f"register_commands: command {name!r} from plugin {plugin_name!r} "
+                                                   f"is already registered by {owner[name]}; kept the existing one "
+                                                   f"(rename the plugin's command)")
                 group.commands[name] = before[name]
             elif name not in before:
-                owner[name] = f"plugin {impl.plugin_name!r}"
+                owner[name] = f"plugin {plugin_name!r}"
+
+    def roll_back(plugin_name: str) -> None:  # a plugin that raised half-way: drop what it added
+        group.commands = dict(before)
+
+    registry.call_hook("register_commands", kwargs_for, after_each=keep_existing, on_error=roll_back)
     return group
 
 

@@ -123,8 +123,47 @@ class Registry:
             self._collected = False
             return name
 
+    def call_hook(self, hook_name: str, kwargs_for: Callable[[str], dict[str, Any]],
+                  after_each: Callable[[str], None] | None = None,
+                  on_error: Callable[[str], None] | None = None) -> None:
+        """Call every implementation of ``hook_name`` in pluggy's order (``tryfirst`` first, ``trylast`` last,
+        otherwise the later-registered plugin first), each on its own: a plugin that raises is recorded against
+        its name (``anymal plugins`` shows it) and the next one is still called. ``kwargs_for(plugin_name)``
+        gives the arguments for that plugin's call (its own validating ``register`` callback);
+        ``after_each(plugin_name)`` runs after each successful call, ``on_error(plugin_name)`` after a failed one
+        (to undo what the plugin did before it raised).
+
+        Why not ``pm.hook.X(...)``: pluggy stops at the first exception, and one broken plugin would take every
+        later one down. The order is pluggy's own: ``get_hookimpls()`` lists implementations in the reverse of
+        the order pluggy calls them. Wrappers (``wrapper=True`` / ``hookwrapper=True``) cannot wrap isolated
+        calls, so they are refused with a message saying so."""
+        with self._lock:
+            for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
+                plugin_name = impl.plugin_name
+                if impl.hookwrapper or getattr(impl, "wrapper", False):
+                    self.record_error(plugin_name, f"{hook_name}: hook wrappers (wrapper=True / hookwrapper=True) are "
+                                                   f"not supported by anymal's register hooks; use a plain @hookimpl "
+                                                   f"(tryfirst=True / trylast=True to order it)")
+                    continue
+                try:
+                    impl.function(**kwargs_for(plugin_name))
+                except Exception as exc:
+                    self.record_error(plugin_name, f"{hook_name} raised {type(exc).__name__}: {exc}" + (
+                        "" if isinstance(exc, RegistrationError) else "\n" + traceback.format_exc(limit=3)))
+                    if on_error is not None:
+                        on_error(plugin_name)
+                    continue
+                if after_each is not None:
+                    after_each(plugin_name)
+
+    def record_error(self, plugin_name: str, message: str) -> None:
+        """Record a problem of one plugin; ``anymal plugins`` shows it and the other plugins keep working."""
+        with self._lock:
+            info = self.plugins.setdefault(plugin_name, PluginInfo(name=plugin_name))
+            info.errors.append(message)
+
     def _collect(self) -> None:
-        """Call every hook implementation, one plugin at a time, isolating failures."""
+        """Call every registration hook, one plugin at a time, isolating failures (see :meth:`call_hook`)."""
         with self._lock:
             if self._collected:
                 return
@@ -138,24 +177,23 @@ class Registry:
                 ("register_datasets", self._dataset_register),
                 ("register_adapters", self._adapter_register),
             ):
-                for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
-                    plugin_name = impl.plugin_name
-                    try:
-                        impl.function(register=register_for(plugin_name))
-                    except Exception as exc:
-                        self.plugins[plugin_name].errors.append(
-                            f"{hook_name} raised {type(exc).__name__}: {exc}"
-                            + ("" if isinstance(exc, RegistrationError) else "\n" + traceback.format_exc(limit=3))
-                        )
+                self.call_hook(hook_name, lambda plugin_name, r=register_for: {"register": r(plugin_name)})
             self._collected = True
 
     def _record(self, table: dict[str, _Entry], kind: str, name: str, value: Any, plugin: str) -> None:
         if name in table:
             other = table[name].plugin
-            raise RegistrationError(
-                f"{kind} {name!r} from plugin {plugin!r} is already registered by plugin {other!r}: "
-                f"uninstall one of them or rename the {kind}"
-            )
+            if self.plugins[plugin].default and not self.plugins[other].default:
+                # A built-in name is never taken over, whichever plugin pluggy called first: the built-in goes in,
+                # and the plugin that claimed its name is the one reported.
+                self.plugins[other].registered[kind].remove(name)
+                self.record_error(other, f"{kind} {name!r} from plugin {other!r} is already registered by plugin "
+                                         f"{plugin!r} (built-in): rename the {kind}")
+            else:
+                raise RegistrationError(
+                    f"{kind} {name!r} from plugin {plugin!r} is already registered by plugin {other!r}: "
+                    f"uninstall one of them or rename the {kind}"
+                )
         table[name] = _Entry(value, plugin)
         self.plugins[plugin].registered.setdefault(kind, []).append(name)
 
@@ -240,7 +278,8 @@ class Registry:
             known = ", ".join(sorted(modalities)) or "none"
             raise UnknownModalityError(
                 f"unknown modality {name!r} (installed: {known}). Install its plugin, "
-                f"e.g. `pip install anymal-plugin-{name}`, and check `anymal plugins` for plugins that failed to load"
+                f"e.g. `pip install {_plugin_package_name(name)}`, and check `anymal plugins` for plugins that failed "
+                f"to load"
             )
         return modalities[name]
 
@@ -265,8 +304,7 @@ class Registry:
             return matches[0]
         what = f"media type {media_type!r}" if media_type else f"file {str(path)!r}"
         if not matches:
-            suffix = Path(str(path)).suffix.lower() if path else ""
-            hint = _PLUGIN_HINTS.get(suffix) or _PLUGIN_HINTS.get((media_type or "").split("/")[0], "")
+            hint = _plugin_hint(path, media_type)
             accepted = "; ".join(f"{m.name}: {' '.join(m.file_extensions)}" for m in self.modalities.values()) or "no modality plugins are installed"
             raise UnsupportedAttachmentError(
                 f"no installed modality accepts {what} ({accepted}). "
@@ -277,16 +315,23 @@ class Registry:
         raise UnsupportedAttachmentError(f"{what} is accepted by several modalities ({names}): name the one to use")
 
 
-# Which plugin to suggest when no installed modality accepts a file type.
-_PLUGIN_HINTS = {
-    **{ext: "anymal-plugin-image (pip install anymal-plugin-image)" for ext in (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp")},
-    **{ext: "anymal-plugin-audio (pip install anymal-plugin-audio)" for ext in (".wav", ".flac", ".mp3", ".ogg")},
-    **{ext: "anymal-plugin-video (pip install anymal-plugin-video)" for ext in (".mp4", ".mov", ".mkv", ".webm", ".avi")},
-    **{ext: "anymal-plugin-imu (pip install anymal-plugin-imu)" for ext in (".csv", ".npy")},
-    "image": "anymal-plugin-image (pip install anymal-plugin-image)",
-    "audio": "anymal-plugin-audio (pip install anymal-plugin-audio)",
-    "video": "anymal-plugin-video (pip install anymal-plugin-video)",
-}
+def _plugin_package_name(modality: str) -> str:
+    from adapters_hub.checks import plugin_package_name  # the one place the naming convention lives
+
+    return plugin_package_name(modality)
+
+
+def _plugin_hint(path: str | os.PathLike[str] | None, media_type: str | None) -> str:
+    """For a file no plugin accepts: the plugin its media family would be in, by the naming convention
+    (``photo.png`` is ``image/png`` -> anymal-plugin-image). The host knows no plugin by name."""
+    import mimetypes
+
+    kind = media_type or (mimetypes.guess_type(str(path))[0] if path else None) or ""
+    family = kind.split("/")[0]
+    if family in ("image", "audio", "video"):
+        package = _plugin_package_name(family)
+        return f"{package} (pip install {package})"
+    return ""
 
 
 def _hook_names(pm: pluggy.PluginManager, plugin: Any) -> list[Any]:

@@ -87,8 +87,11 @@ def test_duplicate_name_is_refused_naming_both_plugins(registry):
     projectors = registry.projectors
     error = registry.plugins["copycat"].errors[0]
     assert "'perceiver'" in error and "'copycat'" in error and "anymal_host.default_plugins.projectors" in error
-    # the first registration stands, and the refused plugin's hook stopped at the clash
-    assert projectors["perceiver"].__name__ == "PerceiverResampler" and "copycat-only" not in projectors
+    # a built-in name is never taken over (pluggy calls the later-registered copycat first); the copycat's other
+    # projector is its own and stays
+    assert projectors["perceiver"].__name__ == "PerceiverResampler" and "copycat-only" in projectors
+    assert registry.provider("projector", "perceiver") == "anymal_host.default_plugins.projectors"
+    assert "perceiver" not in registry.plugins["copycat"].registered["projector"]
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -161,3 +164,61 @@ def test_load_plugins_name_that_matches_nothing_is_reported(monkeypatch):
     monkeypatch.setenv("ANYMAL_LOAD_PLUGINS", "anymal-plugin-smell")
     registry = Registry.from_environment()
     assert any("'anymal-plugin-smell'" in w and "no installed plugin" in w for w in registry.warnings)
+
+
+def test_hooks_run_in_pluggy_order_tryfirst_first_trylast_last(registry):
+    """Hooks are called in pluggy's own order: tryfirst, then later-registered before earlier, then trylast."""
+    calls: list[str] = []
+
+    def plugin(label: str, **marks):
+        class P:
+            @hookimpl(**marks)
+            def register_datasets(self, register):
+                calls.append(label)
+        return P()
+
+    registry.add_plugin(plugin("last", trylast=True), name="last")
+    registry.add_plugin(plugin("first", tryfirst=True), name="first")
+    registry.add_plugin(plugin("plain-a"), name="plain-a")
+    registry.add_plugin(plugin("plain-b"), name="plain-b")
+    registry.datasets
+    assert calls[0] == "first" and calls[-1] == "last"
+    assert calls.index("plain-b") < calls.index("plain-a")  # pluggy: later-registered runs first
+
+
+def test_tryfirst_plugin_wins_a_name_clash_between_third_parties(registry):
+    def plugin(factory, **marks):
+        class P:
+            @hookimpl(**marks)
+            def register_projectors(self, register):
+                register("shared-name", factory)
+        return P()
+
+    registry.add_plugin(plugin(toy_plugin.MeanPoolProjector, tryfirst=True), name="eager")
+    registry.add_plugin(plugin(dict), name="plain")
+    assert registry.projectors["shared-name"] is toy_plugin.MeanPoolProjector
+    assert "already registered by plugin 'eager'" in registry.plugins["plain"].errors[0]
+
+
+@pytest.mark.parametrize("marks", [{"wrapper": True}, {"hookwrapper": True}])
+def test_hook_wrappers_are_refused_with_a_clear_message(registry, marks):
+    class Wrapper:
+        @hookimpl(**marks)
+        def register_modalities(self, register):
+            yield
+
+    registry.add_plugin(Wrapper(), name="wrapper")
+    assert "toy" in registry.modalities  # everything else still registers
+    [error] = registry.plugins["wrapper"].errors
+    assert "hook wrappers" in error and "not supported" in error and "tryfirst" in error
+
+
+def test_a_raising_plugin_is_reported_and_later_plugins_still_register(registry):
+    class Broken:
+        @hookimpl(tryfirst=True)
+        def register_modalities(self, register):
+            raise RuntimeError("boom")
+
+    registry.add_plugin(Broken(), name="broken")
+    assert "toy" in registry.modalities
+    assert "register_modalities raised RuntimeError: boom" in registry.plugins["broken"].errors[0]
