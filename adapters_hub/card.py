@@ -20,6 +20,20 @@ LIBRARY_NAME = "anymal"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
+# An absolute local path in running text (not the path part of a URL such as https://host/a/b).
+_LOCAL_PATH = re.compile(r"(?<![\w:/.~-])(?:~|/)[^\s`'\"()<>]*/([^\s`'\"()<>/]+)/?")
+
+
+def strip_local_paths(text: str) -> str:
+    """``anymal eval --adapter /home/me/runs/imu/best`` -> ``anymal eval --adapter best``: a published card must
+    not carry the author's folders (they mean nothing elsewhere and tell more than intended)."""
+    return _LOCAL_PATH.sub(lambda m: m.group(1), text)
+
+
+def _llm_label(name: str) -> str:
+    return name if _HUB_ID.match(name) else f"a local LLM ({strip_local_paths(name)})"
+
+
 def _metrics_table(metrics: dict[str, object]) -> str:
     if not metrics:
         return "No evaluation figures were recorded.\n"
@@ -45,12 +59,12 @@ def render_model_card(config: AdapterConfig, *, license: str = "apache-2.0", rea
     body = f"""
 # {config.name}
 
-An [anymal](https://arxiv.org/abs/2309.16058) **{config.modality}** adapter for `{config.llm.name}`
+An [anymal](https://arxiv.org/abs/2309.16058) **{config.modality}** adapter for `{_llm_label(config.llm.name)}`
 (hidden size {config.llm.hidden_size}): the `{config.encoder.name}` encoder and a `{config.projector.type}` projector
 turn one {config.modality} input into {config.tokens_text()} in the LLM's embedding space. The package holds
 {lora}`adapter.safetensors` ({'projector and encoder' if config.encoder.weights_included else 'projector'} weights).
 
-{config.description}
+{strip_local_paths(config.description)}
 
 ## Use
 
@@ -65,6 +79,6 @@ host.load_adapter("<this repo>")  # checks schema, plugin, hidden size and LLM f
 ## Metrics
 
 {_metrics_table(config.metrics)}
-{readme_extra}
+{strip_local_paths(readme_extra)}
 """
     return str(ModelCard(f"---\n{data.to_yaml()}\n---\n{body}"))
