@@ -13,8 +13,8 @@ that the encoder cannot use. The rules, and the helper here that implements each
    signal; a file (:func:`check_source_path`) or a bytes source (:func:`check_source_size`) over it is
    refused before one byte of it is read. Loaders that parse text stream it and stop at their row limit,
    so time and memory follow the limit, not the file.
-3. **Numbers are plain decimals.** Python's ``float()`` accepts ``1_0``, ``0x10`` (via ``int``), ``nan``,
-   ``Infinity`` and non-ASCII digits; a data file that contains them is malformed, so text cells go
+3. **Numbers are plain decimals.** Python's ``float()`` accepts ``1_0``, ``nan``, ``Infinity``
+   and non-ASCII digits (and ``int(x, 0)`` ``0x10``); a data file that holds them is malformed, so cells go
    through :func:`parse_decimal` (ASCII ``[+-]digits[.digits][e[+-]digits]``), whose error gives the fix.
    Text tables are read with the ``csv`` module (quoting works); a row that comes back as one cell is
    reported with the delimiter it probably uses (:func:`guess_delimiter`).
