@@ -229,7 +229,8 @@ def _check_size(count: int, shape: tuple[int, ...], what: str) -> None:
 def _numeric_array(array: np.ndarray, what: str) -> np.ndarray:
     _check_dtype(array.dtype, what)
     _check_size(int(array.size), tuple(array.shape), what)  # before the float64 copy, which may be large
-    return np.asarray(array, dtype=np.float64)
+    with np.errstate(invalid="ignore"):  # a signalling NaN warns when cast; to_canonical refuses it as NaN
+        return np.asarray(array, dtype=np.float64)
 
 
 def _parse_csv(fh: BinaryIO, what: str, fallback_rate: float) -> tuple[np.ndarray, float | None]:
