@@ -164,7 +164,7 @@ def test_the_shortest_accepted_recording_runs_through_the_encoder(imu):
 
 
 def test_preprocess_refuses_a_tensor_shorter_than_load_accepts(imu):
-    with pytest.raises(InvalidSignalError, match=r"imu preprocess got 1 samples, fewer than the 50 .*call load"):
+    with pytest.raises(InvalidSignalError, match=r"imu preprocess got a signal of 1 sample\(s\), fewer than the 50 .*call load"):
         imu.preprocess(torch.zeros(1, 6))
 
 
