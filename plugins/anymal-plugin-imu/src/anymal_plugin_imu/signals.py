@@ -310,7 +310,8 @@ def _parse_csv(fh: BinaryIO, what: str, fallback_rate: float) -> tuple[np.ndarra
     except UnicodeDecodeError as exc:
         after = f" after line {line_no}" if line_no else ""  # text is decoded in chunks: the line is a lower bound
         raise InvalidSignalError(f"{what} is neither UTF-8 CSV text nor a .npy file (it holds bytes that are not "
-                                 f"UTF-8{after}): save the recording as UTF-8 CSV ({_CSV_FORMAT}) or with np.save") from exc
+                                 f"UTF-8{after}): save the recording as UTF-8 CSV ({_CSV_FORMAT}) or with "
+                                 "np.save") from exc
     finally:
         stream.detach()  # leave closing fh to its owner
     if not n_rows:
@@ -414,11 +415,13 @@ def to_canonical(array: np.ndarray, sample_rate: float | None = None, units: str
     check_finite_range(array, what="IMU signal", index_names=("sample", "channel"))
     n = int(array.shape[0])
     seconds = n / rate
-    if n < min_source_samples(rate):
+    shortest = min_source_samples(rate)
+    if n < shortest:
         raise InvalidSignalError(
-            f"IMU recording is too short: {n} sample{'s' if n != 1 else ''} at {rate:g} Hz = {seconds:.2f} s, {resampled_length(n, rate)} "
-            f"at 50 Hz; send at least {MIN_SECONDS:g} s ({min_source_samples(rate)} samples at {rate:g} Hz, which "
-            f"give the encoder the {MIN_SAMPLES} samples at 50 Hz it needs), ideally {WINDOW / SAMPLE_RATE:g} s")
+            f"IMU recording is too short: {n} sample{'s' if n != 1 else ''} at {rate:g} Hz = {seconds:.2f} s, "
+            f"{resampled_length(n, rate)} at 50 Hz; send at least {MIN_SECONDS:g} s ({shortest} samples at {rate:g} "
+            f"Hz, which give the encoder the {MIN_SAMPLES} samples at 50 Hz it needs), ideally "
+            f"{WINDOW / SAMPLE_RATE:g} s")
     if seconds > MAX_SECONDS:
         raise InvalidSignalError(f"IMU recording is too long: {seconds:.0f} s at {rate:g} Hz (limit "
                                  f"{MAX_SECONDS:.0f} s): cut it into the part you want to ask about")
