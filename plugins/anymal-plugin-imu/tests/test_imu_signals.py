@@ -233,7 +233,8 @@ def test_unknown_units_and_bad_rates(imu):
 
 
 def test_too_short_counts_seconds_at_the_given_rate(imu):
-    with pytest.raises(InvalidSignalError, match=r"80 samples at 100 Hz = 0.80 s; send at least 1 s \(100 samples\)"):
+    with pytest.raises(InvalidSignalError, match=r"80 samples at 100 Hz = 0.80 s, 40 at 50 Hz; send at least 1 s \(100 "
+                                                 r"samples at 100 Hz"):
         imu.load(np.zeros((80, 6)), sample_rate=100)
 
 

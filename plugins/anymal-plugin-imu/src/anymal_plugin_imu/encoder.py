@@ -64,6 +64,10 @@ ENCODER_NAMES = ("imu-conv-transformer",)
 class ImuConvTransformer(Encoder):
     """``forward(signals [B, T, 6], mask [B, T]) -> (features [B, T // 2, width], feature_mask [B, T // 2])``."""
 
+    #: Fewest input samples: the stride-2 convolution (kernel 4, padding 1) needs T + 2 >= 4 for one output
+    #: step. ``signals.MIN_SAMPLES`` (what ``load`` accepts) is kept at least this by the test suite.
+    MIN_LENGTH = 2
+
     def __init__(self, config: ImuEncoderConfig | None = None) -> None:
         super().__init__()
         self.config = config or ImuEncoderConfig()
@@ -91,6 +95,10 @@ class ImuConvTransformer(Encoder):
             raise ValueError(f"IMU encoder expects signals [B, T, {self.config.in_channels}], got "
                              f"{tuple(signals.shape)}: load and preprocess the recording with the imu modality")
         b, t, _ = signals.shape
+        if t < self.MIN_LENGTH:
+            raise ValueError(f"IMU encoder needs at least {self.MIN_LENGTH} samples per item, got signals "
+                             f"{tuple(signals.shape)}: load the recording with the imu modality, which refuses "
+                             "recordings shorter than 1 s")
         if mask is None:
             mask = torch.ones(b, t, dtype=torch.bool, device=signals.device)
         mask = mask.to(torch.bool)

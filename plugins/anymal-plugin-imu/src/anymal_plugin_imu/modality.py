@@ -60,8 +60,11 @@ class ImuModality(Modality):
         :param units: accelerometer units, ``"g"`` (default) or ``"m/s2"``.
         :param gyro_units: gyroscope units, ``"rad/s"`` (default) or ``"deg/s"``.
         :param options: other preprocessing options (the adapter's dict); ignored here.
+        :raises InvalidSignalError: for anything malformed, saying what and how to fix it. Paths are checked
+            before they are opened and sizes before anything is read; see the limits in :mod:`.signals` and
+            the plugin's README.
         """
-        array, declared_rate = sig.parse_source(source)
+        array, declared_rate = sig.parse_source(source, sample_rate=sample_rate)
         rate = declared_rate if declared_rate is not None else sample_rate
         return sig.to_canonical(array, sample_rate=rate, units=units, gyro_units=gyro_units)
 
@@ -76,6 +79,11 @@ class ImuModality(Modality):
             shape = tuple(signal.shape) if hasattr(signal, "shape") else type(signal).__name__
             raise InvalidSignalError(f"imu preprocess expects the [T, 6] tensor that ImuModality.load returns, got "
                                      f"{shape}: call load(source) first")
+        if signal.shape[0] < sig.MIN_SAMPLES:
+            # load never returns fewer; a shorter tensor would reach the encoder's convolution and fail there.
+            raise InvalidSignalError(f"imu preprocess got a signal of {signal.shape[0]} sample(s), fewer than the "
+                                     f"{sig.MIN_SAMPLES} ({sig.MIN_SECONDS:g} s at 50 Hz) that load accepts: call "
+                                     "load(source) first")
         if max_windows is not None:
             if int(max_windows) < 1:
                 raise InvalidSignalError(f"max_windows={max_windows!r}: keep at least 1 window, or None for all")

@@ -5,21 +5,36 @@ followed by gyroscope x/y/z in rad/s, the layout and units of UCI HAPT (a waist-
 here is plain numpy/torch with no model code, so it is cheap to import.
 
 Every malformed input raises :class:`anymal_host.errors.InvalidSignalError` with a message that names the
-problem and the fix.
+problem and the fix. The loader follows the host's rules for every loader (:mod:`anymal_host.sources`):
+paths are checked with ``os.stat`` before they are opened and files over :data:`MAX_CSV_BYTES` /
+:data:`MAX_NPY_BYTES` are refused before they are read; CSV text is streamed through the ``csv`` module and
+reading stops once it holds more than :data:`MAX_SECONDS` of samples at the file's rate; cells must be plain
+decimals; values must be finite and within what an accelerometer (:data:`MAX_ACC_G`) or a gyroscope
+(:data:`MAX_GYRO_RAD_S`) can read; and a recording must give the encoder at least :data:`MIN_SAMPLES`
+samples at 50 Hz.
 """
 
 from __future__ import annotations
 
+import array as pyarray
+import csv
 import io
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Iterator
 
 import numpy as np
 import torch
 
 from anymal_host.errors import InvalidSignalError
+from anymal_host.sources import (
+    check_finite_range,
+    check_source_size,
+    guess_delimiter,
+    open_source_file,
+    parse_decimal,
+)
 
 __all__ = [
     "SAMPLE_RATE",
@@ -27,13 +42,23 @@ __all__ = [
     "CHANNEL_NAMES",
     "WINDOW",
     "MIN_SECONDS",
+    "MIN_SAMPLES",
     "MAX_SECONDS",
+    "MAX_SAMPLE_RATE",
+    "MAX_SAMPLES",
+    "MAX_CSV_BYTES",
+    "MAX_NPY_BYTES",
+    "MAX_LINE_CHARS",
+    "MAX_ACC_G",
+    "MAX_GYRO_RAD_S",
     "ACC_UNITS",
     "GYRO_UNITS",
     "NORM_MEAN",
     "NORM_STD",
     "parse_source",
     "to_canonical",
+    "min_source_samples",
+    "resampled_length",
     "resample",
     "normalise",
     "denormalise",
@@ -50,8 +75,30 @@ CHANNEL_NAMES = ("acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z")
 WINDOW = 128
 #: Shorter recordings carry too little motion to say anything (and are usually a truncated upload).
 MIN_SECONDS = 1.0
+#: Fewest samples of the canonical 50 Hz signal: MIN_SECONDS at 50 Hz. The encoder itself needs 2 (its
+#: stride-2 convolution); the test suite keeps this at least the encoder's ``MIN_LENGTH``.
+MIN_SAMPLES = math.ceil(MIN_SECONDS * SAMPLE_RATE)
 #: Longer recordings are refused rather than silently loaded into memory: cut them first.
 MAX_SECONDS = 3600.0
+#: Highest source rate accepted. Human motion lives below ~20 Hz and activity data sets record at 20-200 Hz;
+#: 1 kHz leaves room for lab sensors while keeping the longest recording (and so every size limit) bounded.
+MAX_SAMPLE_RATE = 1000.0
+#: Most samples any source may hold: MAX_SECONDS at MAX_SAMPLE_RATE. The exact limit is MAX_SECONDS at the
+#: recording's own rate; this one is checked first, from the shape alone, before anything is converted.
+MAX_SAMPLES = int(MAX_SECONDS * MAX_SAMPLE_RATE)
+#: Largest CSV (file or bytes) read at all: MAX_SAMPLES rows of 6 cells of 16 characters ("-0.123456789012,"),
+#: plus 1 MiB for a header and comments. Checked on the size before one byte is read.
+MAX_CSV_BYTES = MAX_SAMPLES * CHANNELS * 16 + 2**20
+#: Largest .npy (file or bytes): MAX_SAMPLES float64 samples of 6 channels plus the largest header.
+MAX_NPY_BYTES = MAX_SAMPLES * CHANNELS * 8 + 2**16
+#: Longest CSV line: a row of six numbers needs < 200; this bounds the memory one line can take.
+MAX_LINE_CHARS = 4096
+#: Largest accelerometer reading (g) per axis: the widest MEMS accelerometers measure +-400 g (e.g. ST's
+#: H3LIS331DL); larger values are milli-g or raw counts mistaken for g.
+MAX_ACC_G = 400.0
+#: Largest gyroscope reading (rad/s) per axis: +-4000 deg/s, the widest range of MEMS gyroscopes; larger
+#: values are deg/s mistaken for rad/s (or raw counts).
+MAX_GYRO_RAD_S = 4000.0 * math.pi / 180.0
 
 #: Accelerometer unit flags -> factor to g. Standard gravity per ISO 80000-3.
 ACC_UNITS = {"g": 1.0, "m/s2": 1.0 / 9.80665, "m/s^2": 1.0 / 9.80665, "m/s**2": 1.0 / 9.80665}
@@ -72,33 +119,41 @@ _HEADER_ALIASES = {
     "gyrox": 3, "gyroy": 4, "gyroz": 5, "gx": 3, "gy": 4, "gz": 5,
     "gyroscopex": 3, "gyroscopey": 4, "gyroscopez": 5,
 }
-_RATE_COMMENT = re.compile(r"^#\s*sample_rate\s*[=:]\s*([0-9.eE+-]+)\s*(hz)?\s*$", re.IGNORECASE)
+# Any comment that starts like a rate declaration ("# sample_rate", "# Sampling rate") is one, and must
+# then be readable: a typo must not silently mean 50 Hz.
+_RATE_KEY = re.compile(r"#\s*sampl(?:e|ing)[\s_-]*rate", re.IGNORECASE)
+_RATE_COMMENT = re.compile(r"#\s*sampl(?:e|ing)[\s_-]*rate\s*[=:]\s*(\S+?)\s*(?:hz)?", re.IGNORECASE)
 _NPY_MAGIC = b"\x93NUMPY"
+_CSV_FORMAT = "one row per sample, columns acc_x,acc_y,acc_z,gyro_x,gyro_y,gyro_z (or acc_x,acc_y,acc_z)"
+_TOO_LARGE_FIX = (f"the longest accepted recording is {MAX_SECONDS:.0f} s at up to {MAX_SAMPLE_RATE:g} Hz; "
+                  "cut it into the part you want to ask about")
 
 
-def parse_source(source: Any) -> tuple[np.ndarray, float | None]:
+def parse_source(source: Any, sample_rate: float | None = None) -> tuple[np.ndarray, float | None]:
     """Read a path (``.csv`` / ``.npy``), bytes (CSV text or ``.npy`` bytes), a numpy array or a torch tensor.
 
     Returns ``(array [T, C] float64, declared sample rate or None)``. The declared rate comes from a
-    ``# sample_rate=100`` comment line in a CSV. Validates only what the source format decides (existence,
-    extension, numeric cells); shapes and values are checked by :func:`to_canonical`.
+    ``# sample_rate=100`` comment line above the data of a CSV. ``sample_rate`` is the rate to assume where
+    the source declares none (default 50 Hz): a CSV is read only up to :data:`MAX_SECONDS` at that rate, so
+    a huge file is refused after an hour's worth of rows, not after all of them. Validates what the source
+    format decides (kind of path, size, extension, cells, dtype, length); shapes and values are checked by
+    :func:`to_canonical`.
     """
+    fallback_rate = SAMPLE_RATE if sample_rate is None else _parse_rate(sample_rate, "sample_rate")
     if isinstance(source, torch.Tensor):
-        return _numeric_array(source.detach().cpu().numpy(), "tensor"), None
+        return _numeric_array(_tensor_to_numpy(source), "tensor"), None
     if isinstance(source, np.ndarray):
         return _numeric_array(source, "array"), None
     if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-        if data.startswith(_NPY_MAGIC):
-            return _read_npy(io.BytesIO(data), "the .npy bytes"), None
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise InvalidSignalError(
-                "IMU bytes are neither UTF-8 CSV text nor a .npy file: pass CSV text (one row per sample, "
-                "columns acc_x,acc_y,acc_z,gyro_x,gyro_y,gyro_z) or the bytes of a .npy file"
-            ) from exc
-        return _parse_csv(text, "the CSV bytes")
+        view = memoryview(source)
+        if not (view.contiguous and view.ndim == 1 and view.itemsize == 1):
+            view = memoryview(view.tobytes())  # a strided or multi-byte view: its bytes, in order
+        is_npy = view[: len(_NPY_MAGIC)] == _NPY_MAGIC
+        what = "the .npy bytes" if is_npy else "the CSV bytes"
+        check_source_size(view.nbytes, max_bytes=MAX_NPY_BYTES if is_npy else MAX_CSV_BYTES, what=what,
+                          fix=_TOO_LARGE_FIX)
+        fh = io.BytesIO(view)
+        return (_read_npy(fh, what), None) if is_npy else _parse_csv(fh, what, fallback_rate)
     if isinstance(source, (str, Path)):
         path = Path(source).expanduser()
         suffix = path.suffix.lower()
@@ -107,84 +162,217 @@ def parse_source(source: Any) -> tuple[np.ndarray, float | None]:
                 f"unsupported IMU file extension {suffix or '(none)'!r} for {str(path)!r}: save the recording "
                 "as .csv (one row per sample) or .npy (array [T, 6] or [T, 3])"
             )
-        if not path.is_file():
-            raise InvalidSignalError(f"IMU file {str(path)!r} does not exist: check the path")
-        if suffix == ".npy":
-            with path.open("rb") as fh:
+        limit = MAX_NPY_BYTES if suffix == ".npy" else MAX_CSV_BYTES
+        with open_source_file(path, max_bytes=limit, what="IMU file", fix=_TOO_LARGE_FIX) as fh:
+            if suffix == ".npy":
                 return _read_npy(fh, repr(str(path))), None
-        try:
-            text = path.read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise InvalidSignalError(f"IMU file {str(path)!r} is not UTF-8 text: save it as a plain CSV file") from exc
-        return _parse_csv(text, repr(str(path)))
+            return _parse_csv(fh, repr(str(path)), fallback_rate)
     raise InvalidSignalError(
         f"cannot read an IMU signal from {type(source).__name__}: pass a .csv/.npy path, CSV bytes, "
         "a numpy array or a torch tensor of shape [T, 6] or [T, 3]"
     )
 
 
-def _read_npy(fh: Any, what: str) -> np.ndarray:
+def _tensor_to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    tensor = tensor.detach()
+    _check_size(tensor.numel(), tuple(tensor.shape), "tensor")  # before any copy
+    if tensor.is_floating_point() and tensor.dtype not in (torch.float16, torch.float32, torch.float64):
+        tensor = tensor.float()  # numpy has no bfloat16 nor float8
     try:
-        # allow_pickle=False: an object array in a .npy is a pickle, and we never unpickle user input.
-        array = np.load(fh, allow_pickle=False)
-    except ValueError as exc:
-        if "allow_pickle" not in str(exc):
-            raise InvalidSignalError(f"{what} is not a readable .npy file ({exc}): save the array with np.save") from exc
-        raise InvalidSignalError(f"{what} holds an object array (a pickle), which is refused: save a numeric "
-                                 "float array with np.save") from exc
-    except Exception as exc:  # truncated or not an .npy at all
+        return tensor.cpu().resolve_conj().resolve_neg().numpy()
+    except (TypeError, RuntimeError) as exc:  # sparse, quantized, meta tensors...
+        raise InvalidSignalError(f"cannot read an IMU signal from a {tensor.dtype} tensor with layout "
+                                 f"{tensor.layout} ({exc}): pass a dense float tensor [T, 6] or [T, 3]") from exc
+
+
+def _read_npy(fh: BinaryIO, what: str) -> np.ndarray:
+    """A .npy whose header is read and checked (dtype, size) before any of its data is."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(fh)
+        if version == (1, 0):
+            shape, fortran_order, dtype = fmt.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, fortran_order, dtype = fmt.read_array_header_2_0(fh)
+        else:
+            raise ValueError(f"format version {version[0]}.{version[1]} is not supported")
+    except Exception as exc:  # truncated, or not an .npy at all: numpy raises ValueError, EOFError, SyntaxError...
         raise InvalidSignalError(f"{what} is not a readable .npy file ({exc}): save the array with np.save") from exc
+    if dtype.hasobject:
+        # An object array in a .npy is a pickle, and we never unpickle user input.
+        raise InvalidSignalError(f"{what} holds an object array (a pickle), which is refused: save a numeric "
+                                 "float array with np.save")
+    _check_dtype(dtype, what)
+    count = math.prod(shape)
+    _check_size(count, shape, what)
+    needed = count * dtype.itemsize
+    data = fh.read(needed)
+    if len(data) < needed:
+        raise InvalidSignalError(f"{what} is not a readable .npy file (truncated: {len(data)} of the {needed} data "
+                                 f"bytes its header declares for shape {tuple(shape)}): save the array with np.save")
+    array = np.frombuffer(data, dtype=dtype, count=count).reshape(shape, order="F" if fortran_order else "C")
     return _numeric_array(array, what)
 
 
-def _numeric_array(array: np.ndarray, what: str) -> np.ndarray:
-    if array.dtype == np.bool_ or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
-        raise InvalidSignalError(f"IMU {what} has dtype {array.dtype}, not real numbers: pass float values "
+def _check_dtype(dtype: np.dtype, what: str) -> None:
+    if dtype.kind not in "iuf":  # bool, complex, strings, structured and sub-array dtypes are not samples
+        raise InvalidSignalError(f"IMU {what} has dtype {dtype}, not real numbers: pass float values "
                                  "(accelerometer in g, gyroscope in rad/s)")
-    return np.asarray(array, dtype=np.float64)
 
 
-def _parse_csv(text: str, what: str) -> tuple[np.ndarray, float | None]:
+def _check_size(count: int, shape: tuple[int, ...], what: str) -> None:
+    if count > MAX_SAMPLES * CHANNELS or (len(shape) > 0 and shape[0] > MAX_SAMPLES):
+        raise InvalidSignalError(f"IMU {what} is too long: shape {tuple(shape)} holds more than {MAX_SAMPLES} "
+                                 f"samples of {CHANNELS} channels; {_TOO_LARGE_FIX}")
+
+
+def _numeric_array(array: np.ndarray, what: str) -> np.ndarray:
+    _check_dtype(array.dtype, what)
+    _check_size(int(array.size), tuple(array.shape), what)  # before the float64 copy, which may be large
+    with np.errstate(invalid="ignore"):  # a signalling NaN warns when cast; to_canonical refuses it as NaN
+        return np.asarray(array, dtype=np.float64)
+
+
+def _parse_csv(fh: BinaryIO, what: str, fallback_rate: float) -> tuple[np.ndarray, float | None]:
+    """Stream CSV text from ``fh`` through the ``csv`` module; stop at the first error or at the row limit.
+
+    Memory stays at one line of text plus 8 bytes per accepted cell, however large or malformed the input.
+    """
+    stream = io.TextIOWrapper(fh, encoding="utf-8-sig", newline="")
+    line_no = 0
+    n_rows = 0
     rate: float | None = None
-    rows: list[list[str]] = []
+
+    def data_lines() -> Iterator[str]:
+        # Comments and blank lines are handled here, so csv.reader only sees header and data lines, and
+        # line_no stays the file's own line number for every message.
+        nonlocal line_no, rate
+        while line := stream.readline(MAX_LINE_CHARS + 1):
+            line_no += 1
+            if len(line) > MAX_LINE_CHARS:
+                raise InvalidSignalError(f"{what}, line {line_no} is longer than {MAX_LINE_CHARS} characters: a "
+                                         f"CSV row holds one sample; write {_CSV_FORMAT}")
+            stripped = line.strip()
+            if not stripped:
+                continue
+            if stripped.startswith("#"):
+                declared = _rate_comment(stripped, f"{what}, line {line_no}")
+                if declared is not None:
+                    if n_rows:
+                        raise InvalidSignalError(f"{what}, line {line_no}: the sample rate comment comes after "
+                                                 "data rows: move it to the top of the file, above the data")
+                    if rate is not None and declared != rate:
+                        raise InvalidSignalError(f"{what}, line {line_no}: a second sample rate ({declared:g} Hz) "
+                                                 f"contradicts the first ({rate:g} Hz): keep the right one")
+                    rate = declared
+                continue
+            yield line
+
+    values = pyarray.array("d")
     header: list[str] | None = None
-    for line_no, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line:
-            continue
-        if line.startswith("#"):
-            match = _RATE_COMMENT.match(line)
-            if match:
-                rate = _parse_rate(match.group(1), f"the '# sample_rate=' comment of {what}")
-            continue
-        cells = [c.strip() for c in line.split(",")]
-        if header is None and not rows and not all(_is_number(c) for c in cells):
-            # A first data line with any non-numeric cell is a header (column names), not data.
-            header = cells
-            continue
-        rows.append(cells)
-        if len(cells) != len(rows[0]):
-            raise InvalidSignalError(f"{what}, line {line_no}: {len(cells)} cells where earlier rows have "
-                                     f"{len(rows[0])}: every row needs the same columns")
-        for col, cell in enumerate(cells):
-            if not _is_number(cell):
+    width = 0
+    max_rows = 0
+    try:
+        for cells in csv.reader(data_lines(), skipinitialspace=True):
+            where = f"{what}, line {line_no}"
+            if any("\n" in c or "\r" in c for c in cells):
+                raise InvalidSignalError(f"{where}: a quote (\") is never closed, so the lines up to here were read "
+                                         "as one cell: remove the stray quote character")
+            if not width and header is None:
+                problem = _delimiter_problem(cells)
+                if problem:
+                    raise InvalidSignalError(f"{where}: {problem}")
+            if not width and header is None and _is_header(cells):
+                header = [c.strip() for c in cells]
+                continue
+            if not width:
+                width = len(cells)
+                # The rate is settled here: a rate comment below the first data row is refused above.
+                max_rows = math.floor(MAX_SECONDS * (rate or fallback_rate) + 1e-9)
+                if header is not None and len(header) != width:
+                    raise InvalidSignalError(f"{what}: the header has {len(header)} names but rows have {width} "
+                                             "cells: give one name per column")
+            elif len(cells) != width:
+                hint = f" ({_delimiter_problem(cells)})" if len(cells) == 1 and guess_delimiter(cells[0]) else ""
+                raise InvalidSignalError(f"{where}: {len(cells)} cells where earlier rows have {width}: every row "
+                                         f"needs the same columns{hint}")
+            n_rows += 1
+            if n_rows > max_rows:
                 raise InvalidSignalError(
-                    f"{what}, line {line_no}, column {col + 1}: {cell!r} is not a number: every cell below the "
-                    "header must be a decimal number (remove text, units and empty cells)"
-                )
-    if not rows:
-        raise InvalidSignalError(f"{what} is empty (no data rows): pass a CSV with one row per sample, columns "
-                                 "acc_x,acc_y,acc_z,gyro_x,gyro_y,gyro_z (or acc_x,acc_y,acc_z)")
-    array = np.asarray(rows, dtype=np.float64)
+                    f"IMU recording is too long: {what} holds more than {max_rows} samples (reading stopped at "
+                    f"line {line_no}), over {MAX_SECONDS:.0f} s at {rate or fallback_rate:g} Hz: cut it into the "
+                    "part you want to ask about")
+            for col, cell in enumerate(cells):
+                values.append(parse_decimal(cell, what=f"{where}, column {col + 1}"))
+    except csv.Error as exc:  # an unclosed quote that runs past the field size limit, a NUL byte...
+        raise InvalidSignalError(f"{what}, line {line_no}: not readable as CSV ({exc}): write {_CSV_FORMAT}, "
+                                 "plain numbers without quotes spanning lines") from exc
+    except UnicodeDecodeError as exc:
+        after = f" after line {line_no}" if line_no else ""  # text is decoded in chunks: the line is a lower bound
+        raise InvalidSignalError(f"{what} is neither UTF-8 CSV text nor a .npy file (it holds bytes that are not "
+                                 f"UTF-8{after}): save the recording as UTF-8 CSV ({_CSV_FORMAT}) or with "
+                                 "np.save") from exc
+    finally:
+        stream.detach()  # leave closing fh to its owner
+    if not n_rows:
+        raise InvalidSignalError(f"{what} is empty (no data rows): pass a CSV with {_CSV_FORMAT}")
+    array = np.frombuffer(values, dtype=np.float64).reshape(n_rows, width)
     if header is not None:
-        array = _reorder_by_header(array, header, what)
+        array = _reorder_by_header(array, header)
     return array, rate
 
 
-def _reorder_by_header(array: np.ndarray, header: list[str], what: str) -> np.ndarray:
-    if len(header) != array.shape[1]:
-        raise InvalidSignalError(f"{what}: the header has {len(header)} names but rows have {array.shape[1]} "
-                                 "cells: give one name per column")
+def _is_header(cells: list[str]) -> bool:
+    """A first row of names: no cell reads as a number (even by Python's lenient ``float``), and some
+    cell has a letter. A first row like ``nan,1,2`` is data, refused cell by cell with a precise message."""
+    def numeric(cell: str) -> bool:
+        try:
+            float(cell)
+        except ValueError:
+            return False
+        return True
+
+    return not any(numeric(c) for c in cells) and any(ch.isalpha() for c in cells for ch in c)
+
+
+def _short(cell: str, limit: int = 40) -> str:
+    return repr(cell if len(cell) <= limit else cell[:limit] + "...")
+
+
+def _delimiter_problem(cells: list[str]) -> str | None:
+    """What is wrong with the columns of the first row, or None: a row that came back as one cell, or cells
+    that hold another delimiter (semicolon-separated columns with decimal commas split at the commas)."""
+    if len(cells) == 1:
+        delimiter = guess_delimiter(cells[0])
+        if delimiter is None:
+            return f"the row is a single cell {_short(cells[0])}: a row needs 3 or 6 columns; write {_CSV_FORMAT}"
+        return (f"the row is a single cell {_short(cells[0])}: the file seems to separate columns with {delimiter}; "
+                f"save it with commas between columns ({_CSV_FORMAT})")
+    for cell in cells:
+        delimiter = guess_delimiter(cell, spaces=False)
+        if delimiter:
+            return (f"the cell {_short(cell)} holds {delimiter}: the file seems to separate columns with {delimiter} "
+                    "and to write decimal commas (0,5); save it with commas between columns and decimal points "
+                    "(0.5)")
+    return None
+
+
+def _rate_comment(comment: str, where: str) -> float | None:
+    """The rate a ``# sample_rate=...`` comment declares, None for other comments; unreadable ones raise."""
+    if not _RATE_KEY.match(comment):
+        return None
+    match = _RATE_COMMENT.fullmatch(comment)
+    try:
+        value = parse_decimal(match.group(1), what=where) if match else None
+    except InvalidSignalError:
+        value = None
+    if value is None:
+        raise InvalidSignalError(f"{where}: {_short(comment)} does not give a sample rate that can be read: write "
+                                 "it as '# sample_rate=50' (in Hz), or delete the line to use the default 50 Hz")
+    return _parse_rate(value, f"{where}, sample rate")
+
+
+def _reorder_by_header(array: np.ndarray, header: list[str]) -> np.ndarray:
     keys = [re.sub(r"[^a-z]", "", name.lower()) for name in header]
     positions = [_HEADER_ALIASES.get(k) for k in keys]
     # Columns are reordered by name only when every name is known; otherwise the order given is used as is.
@@ -194,22 +382,14 @@ def _reorder_by_header(array: np.ndarray, header: list[str], what: str) -> np.nd
     return array
 
 
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
-
-
 def _parse_rate(value: Any, what: str) -> float:
     try:
         rate = float(value)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidSignalError(f"{what}: sample rate {value!r} is not a number: give it in Hz, e.g. 50") from exc
-    if not math.isfinite(rate) or rate <= 0 or rate > 10_000:
+    if not math.isfinite(rate) or rate <= 0 or rate > MAX_SAMPLE_RATE:
         raise InvalidSignalError(f"{what}: sample rate {value!r} Hz is not plausible: give the rate in Hz "
-                                 "(between 0 and 10000), e.g. 50")
+                                 f"(above 0, at most {MAX_SAMPLE_RATE:g}; downsample faster recordings), e.g. 50")
     return rate
 
 
@@ -232,22 +412,31 @@ def to_canonical(array: np.ndarray, sample_rate: float | None = None, units: str
         raise InvalidSignalError(f"IMU signal has {array.shape[1]} channels (shape {tuple(array.shape)}): expected 6 "
                                  "(acc_x, acc_y, acc_z, gyro_x, gyro_y, gyro_z) or 3 (accelerometer only); remove "
                                  f"other columns such as timestamps or labels.{hint}")
-    if not np.isfinite(array).all():
-        bad = np.argwhere(~np.isfinite(array))[0]
-        raise InvalidSignalError(f"IMU signal contains NaN or infinite values (first at sample {bad[0]}, channel "
-                                 f"{bad[1]}): fill or drop the missing samples before sending the recording")
-    seconds = array.shape[0] / rate
-    if seconds < MIN_SECONDS:
-        raise InvalidSignalError(f"IMU recording is too short: {array.shape[0]} samples at {rate:g} Hz = "
-                                 f"{seconds:.2f} s; send at least {MIN_SECONDS:g} s "
-                                 f"({math.ceil(MIN_SECONDS * rate)} samples), ideally {WINDOW / SAMPLE_RATE:g} s")
+    check_finite_range(array, what="IMU signal", index_names=("sample", "channel"))
+    n = int(array.shape[0])
+    seconds = n / rate
+    shortest = min_source_samples(rate)
+    if n < shortest:
+        raise InvalidSignalError(
+            f"IMU recording is too short: {n} sample{'s' if n != 1 else ''} at {rate:g} Hz = {seconds:.2f} s, "
+            f"{resampled_length(n, rate)} at 50 Hz; send at least {MIN_SECONDS:g} s ({shortest} samples at {rate:g} "
+            f"Hz, which give the encoder the {MIN_SAMPLES} samples at 50 Hz it needs), ideally "
+            f"{WINDOW / SAMPLE_RATE:g} s")
     if seconds > MAX_SECONDS:
         raise InvalidSignalError(f"IMU recording is too long: {seconds:.0f} s at {rate:g} Hz (limit "
                                  f"{MAX_SECONDS:.0f} s): cut it into the part you want to ask about")
     if array.shape[1] == 3:
         array = np.concatenate([array, np.zeros_like(array)], axis=1)
-    scale = np.array([acc_scale] * 3 + [gyro_scale] * 3)
-    signal = torch.from_numpy(array * scale).to(torch.float32)
+    scaled = array * np.array([acc_scale] * 3 + [gyro_scale] * 3)
+    check_finite_range(scaled[:, :3], what="IMU accelerometer", unit="g", low=-MAX_ACC_G, high=MAX_ACC_G,
+                       index_names=("sample", "channel"),
+                       fix=f"no accelerometer reads beyond +-{MAX_ACC_G:g} g; values this large are usually milli-g "
+                           "or raw sensor counts: convert them to g (or to m/s^2 and pass units='m/s2')")
+    check_finite_range(scaled[:, 3:], what="IMU gyroscope", unit="rad/s", low=-MAX_GYRO_RAD_S, high=MAX_GYRO_RAD_S,
+                       index_names=("sample", "gyro channel"),
+                       fix="no gyroscope reads beyond +-4000 deg/s; values this large are usually deg/s: pass "
+                           "gyro_units='deg/s' (or convert raw counts to rad/s)")
+    signal = torch.from_numpy(scaled).to(torch.float32)
     return resample(signal, rate, SAMPLE_RATE)
 
 
@@ -259,6 +448,23 @@ def _unit_factor(flag: Any, table: dict[str, float], option: str, sensor: str) -
     return table[key]
 
 
+def resampled_length(n: int, from_rate: float, to_rate: float = SAMPLE_RATE) -> int:
+    """Samples :func:`resample` returns for ``n`` input samples: the first sample stays at time 0 and the
+    output covers the input's span ``(n - 1) / from_rate``, so one sample stays one sample at any rate."""
+    if from_rate == to_rate or n < 1:
+        return n
+    return int(math.floor((n - 1) / from_rate * to_rate + 1e-9)) + 1
+
+
+def min_source_samples(rate: float) -> int:
+    """Fewest samples at ``rate`` that ``load`` accepts: :data:`MIN_SECONDS` long (``n / rate``) and at least
+    :data:`MIN_SAMPLES` samples once resampled to 50 Hz (at 1 Hz: 2 samples; at 100 Hz: 100)."""
+    n = max(1, math.ceil(MIN_SECONDS * rate - 1e-9))
+    while resampled_length(n, rate) < MIN_SAMPLES:  # at most a couple of steps: each adds 50 / rate samples
+        n += 1
+    return n
+
+
 def resample(signal: torch.Tensor, from_rate: float, to_rate: float = SAMPLE_RATE) -> torch.Tensor:
     """Linear-interpolation resampling along dim 0 of ``[T, C]``; the first sample stays at time 0.
 
@@ -268,8 +474,7 @@ def resample(signal: torch.Tensor, from_rate: float, to_rate: float = SAMPLE_RAT
     if from_rate == to_rate:
         return signal
     n_in = int(signal.shape[0])
-    duration = (n_in - 1) / from_rate
-    n_out = int(math.floor(duration * to_rate + 1e-9)) + 1
+    n_out = resampled_length(n_in, from_rate, to_rate)
     t_out = torch.arange(n_out, dtype=torch.float64) * (from_rate / to_rate)  # positions in input samples
     left = t_out.floor().long().clamp(max=n_in - 1)
     right = (left + 1).clamp(max=n_in - 1)
