@@ -243,5 +243,6 @@ def test_preprocess_refuses_what_load_did_not_make(imu):
         imu.preprocess(np.zeros((128, 6)))
     with pytest.raises(InvalidSignalError, match="call load"):
         imu.preprocess(torch.zeros(128, 3))
-    with pytest.raises(InvalidSignalError, match="at least 1 window"):
-        imu.preprocess(torch.zeros(128, 6), max_windows=0)
+    for bad in (0, -1, 2.5, "2", True, 10**9):  # an adapter's preprocessing of the wrong type or range
+        with pytest.raises(InvalidSignalError, match="whole number of windows from 1 to 10000"):
+            imu.preprocess(torch.zeros(128, 6), max_windows=bad)

@@ -67,6 +67,8 @@ class ImuConvTransformer(Encoder):
     #: Fewest input samples: the stride-2 convolution (kernel 4, padding 1) needs T + 2 >= 4 for one output
     #: step. ``signals.MIN_SAMPLES`` (what ``load`` accepts) is kept at least this by the test suite.
     MIN_LENGTH = 2
+    #: The plugin ships no pretrained encoder: an IMU adapter package must carry its encoder weights.
+    pretrained_weights = False
 
     def __init__(self, config: ImuEncoderConfig | None = None) -> None:
         super().__init__()

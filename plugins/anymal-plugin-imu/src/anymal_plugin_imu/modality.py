@@ -85,9 +85,10 @@ class ImuModality(Modality):
                                      f"{sig.MIN_SAMPLES} ({sig.MIN_SECONDS:g} s at 50 Hz) that load accepts: call "
                                      "load(source) first")
         if max_windows is not None:
-            if int(max_windows) < 1:
-                raise InvalidSignalError(f"max_windows={max_windows!r}: keep at least 1 window, or None for all")
-            signal = sig.crop_center(signal, int(max_windows) * sig.WINDOW)
+            if isinstance(max_windows, bool) or not isinstance(max_windows, int) or not 1 <= max_windows <= 10_000:
+                raise InvalidSignalError(f"max_windows={max_windows!r}: give a whole number of windows from 1 to "
+                                         f"10000, or None for all")
+            signal = sig.crop_center(signal, max_windows * sig.WINDOW)
         return sig.normalise(signal.to(torch.float32))
 
     def windows(self, signal: torch.Tensor, size: int = sig.WINDOW, step: int = sig.WINDOW // 2) -> torch.Tensor:
