@@ -175,8 +175,13 @@ class FolderHub:
         listed is skipped, and recorded in ``unreadable`` as ``(org/*, reason)`` when the caller asks."""
         if not self.root.is_dir():
             return []
+        try:
+            orgs = sorted(self.root.iterdir())
+        except OSError as e:
+            raise HubError(f"folder hub {self.root} cannot be listed ({_os_reason(e)}): check the folder's permissions "
+                           f"(and that a shared folder is mounted)") from e
         found = []
-        for org in sorted(self.root.iterdir()):
+        for org in orgs:
             if org.name.startswith(".") or not org.is_dir():
                 continue
             try:
