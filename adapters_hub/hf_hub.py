@@ -118,6 +118,11 @@ _ADVICE: dict[str, tuple[type[HubError], str]] = {
 }
 
 
+def _not_an_adapter(repo: str, revision: str) -> PackageFileMissingError:
+    return PackageFileMissingError(f"{repo}@{revision[:12]} has no {CONFIG_NAME}: it is not an anymal adapter package "
+                                   f"(or was published without its config); publish one with `anymal hub push`")
+
+
 def _status_text(status: int) -> str:
     try:
         return f"{status} {HTTPStatus(status).phrase}"
@@ -203,8 +208,11 @@ class HFHub:
 
     # -- reading ------------------------------------------------------------------------------------------
 
-    def _check_listing(self, repo: str, files: dict[str, int | None]) -> None:
-        """Refuse unsafe names and oversize files from the Hub's listing, before downloading anything."""
+    def _check_listing(self, repo: str, revision: str, files: dict[str, int | None]) -> None:
+        """Refuse a repo without a config, unsafe names and oversize files from the Hub's listing, before
+        downloading anything."""
+        if CONFIG_NAME not in files:
+            raise _not_an_adapter(repo, revision)
         total = 0
         for name, size in files.items():
             check_member_name(name)
@@ -275,7 +283,7 @@ class HFHub:
             info = self._model_info(repo, revision)
         except (HubUnreachableError, HubServerError) as e:
             return self._pull_cached(repo, revision, e)
-        self._check_listing(repo, self._listing(repo, info))
+        self._check_listing(repo, str(info.sha), self._listing(repo, info))
         try:
             path = snapshot_download(repo, revision=info.sha, repo_type="model", **self._dl_kwargs())
         except AdapterPackageError:
@@ -314,9 +322,7 @@ class HFHub:
         except AdapterPackageError:
             raise
         except RemoteEntryNotFoundError as e:  # the repo is there, the config is not (404 on the file)
-            raise PackageFileMissingError(f"{repo}@{revision[:12]} has no {CONFIG_NAME}: it is not an anymal adapter "
-                                          f"package (or was published without its config); publish it with "
-                                          f"`anymal hub push`") from e
+            raise _not_an_adapter(repo, revision) from e
         except _CLIENT_ERRORS as e:
             raise self._hub_error(e, f"downloading {repo}@{revision}/{CONFIG_NAME}") from e
         # The snapshot folder holds the config (as a link into blobs/): read it with the size limit and checks.

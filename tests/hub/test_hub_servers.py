@@ -13,7 +13,7 @@ import pytest
 
 from adapters_hub import (
     CONFIG_NAME, AdapterPackageError, AdapterPackageWarning, HFHub, HubError, HubFeatureUnsupportedError, HubOfflineWarning,
-    HubServerError, HubUnreachableError, PackageLimits, PackageTooLargeError, RepoNotFoundError, resolve,
+    HubServerError, HubUnreachableError, PackageFileMissingError, PackageLimits, PackageTooLargeError, RepoNotFoundError, resolve,
 )
 
 REPO_NOT_FOUND = (401, b'{"error":"Repository not found"}', {"X-Error-Code": "RepoNotFound"})
@@ -128,6 +128,10 @@ def test_one_broken_repo_is_an_unreadable_row_in_the_listing(hf, fake_hub, publi
     assert f"has no {CONFIG_NAME}: it is not an anymal adapter" in listed["lab/notes"].error
     with pytest.raises(AdapterPackageError, match="is not valid JSON"):
         hf.info("lab/bad")
+    fake_hub.requests.clear()
+    with pytest.raises(PackageFileMissingError, match="lab/notes@.* has no anymal_adapter.json"):
+        hf.pull("lab/notes")
+    assert not [path for _, path in fake_hub.requests if "/resolve/" in path]  # refused before downloading
 
 
 def test_listing_rows_keep_working_when_one_config_download_fails(hf, fake_hub, published, package):
