@@ -203,7 +203,9 @@ class HFHub:
             except AdapterPackageError:
                 raise
             except _CLIENT_ERRORS as e:
-                raise self._hub_error(e, f"publishing {folder} to {repo}") from e
+                raise self._hub_error(e, f"publishing {folder} to {repo}", feature="publishing (POST /api/repos/create, "
+                                      f"/api/models/{repo}/commit)", instead="Publish to a folder hub "
+                                      "(file:///root/org/name), or to a hub that accepts uploads.") from e
         return str(commit.oid)
 
     # -- reading ------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ virtual environment of its own, so its dependencies never touch the project's::
 
 It builds git repos holding adapter packages (the IMU plugin's bundled adapter when the plugin is installed,
 with two commits and a tag; a repo whose config is not JSON; a repo without a config), serves them with olah
-on 127.0.0.1 in offline mode, runs ``anymal hub pull/info/ls`` and ``load_adapter`` (and, with ``--chat``,
+on 127.0.0.1 in offline mode, runs ``anymal hub pull/info/ls/push`` and ``load_adapter`` (and, with ``--chat``,
 ``anymal chat --adapter``) against it through ``HF_ENDPOINT``, and prints one line per command. It exits 1 if
 any command printed a traceback or ended with an exit code other than the one expected. The regression tests
 that imitate olah's differences without olah are in test_hub_servers.py and test_hub_cli.py.
@@ -142,6 +142,7 @@ def run_checks(env: dict[str, str], facts: dict[str, str], chat: bool) -> bool:
         (anymal + ["hub", "info", "lab/nope"], 1, "unknown repo"),
         (anymal + ["hub", "info", "lab/broken"], 1, "config not JSON"),
         (anymal + ["hub", "pull", "lab/plain"], 1, "not an adapter"),
+        (anymal + ["hub", "push", facts["source"], "lab/pushed"], 1, "a read-only mirror: publishing unsupported"),
         ([sys.executable, "-c", load], 0, "load_adapter (loads the LLM)"),
     ]
     if chat and walking.is_file():

@@ -142,3 +142,10 @@ def test_listing_rows_keep_working_when_one_config_download_fails(hf, fake_hub, 
     assert listed["lab/imu"].error is None
     assert "answered 403 Forbidden" in listed["lab/gated"].error and "log in with a token" in listed["lab/gated"].error
     assert "\n" not in listed["lab/gated"].error  # printable as one row
+
+
+def test_a_read_only_server_reports_publishing_as_unsupported(hf, fake_hub, package):
+    """olah is a read-only mirror: POST /api/repos/create answers 405."""
+    fake_hub.post_answers[r"/api/repos/create"] = (405, b'{"detail":"Method Not Allowed"}', {})
+    with pytest.raises(HubFeatureUnsupportedError, match=r"does not support publishing .*Publish to a folder hub"):
+        hf.push(package, "lab/imu")
