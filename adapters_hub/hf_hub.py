@@ -23,7 +23,7 @@ from typing import Literal
 from urllib.parse import quote
 
 import httpx2  # the transport huggingface_hub itself uses (its connection errors are httpx2 errors)
-from huggingface_hub import HfApi, constants, hf_hub_download, snapshot_download
+from huggingface_hub import HfApi, ModelInfo, constants, hf_hub_download, snapshot_download
 from huggingface_hub.errors import (
     EntryNotFoundError, FileMetadataError, HfHubHTTPError, OfflineModeIsEnabled, RemoteEntryNotFoundError,
     RepositoryNotFoundError, RevisionNotFoundError,
@@ -227,7 +227,7 @@ class HFHub:
             raise PackageTooLargeError(f"{repo} holds {len(files)} files, {total} bytes: over the package limits "
                                        f"({self.limits.max_files} files, {self.limits.max_total_bytes} bytes)")
 
-    def _listing(self, repo: str, info) -> dict[str, int | None]:
+    def _listing(self, repo: str, info: ModelInfo) -> dict[str, int | None]:
         """File -> size at ``info.sha``. Servers that leave sizes out of the repo info (mirrors often do) are
         asked for the file tree, so the size limits still apply before the download; when that fails too the
         sizes stay unknown and the checks after the download (check_package) are what bound them."""
@@ -243,7 +243,7 @@ class HFHub:
             return files
         return {name: size if size is not None else tree.get(name) for name, size in files.items()}
 
-    def _model_info(self, repo: str, revision: str):
+    def _model_info(self, repo: str, revision: str) -> ModelInfo:
         """The repo info at ``revision`` (a branch, tag or commit), errors translated."""
         validate_repo_id(repo)
         validate_revision(revision)
