@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -206,7 +207,7 @@ def _empty_ref(repo_dir, revision):
 @pytest.mark.parametrize("damage, reason", [
     (_not_json, "is not valid JSON"),
     (_revision_folder_gone, "missing from revisions/"),
-    (_config_is_a_folder, "Is a directory"),
+    (_config_is_a_folder, "Is a directory|is a folder"),  # the OS's words, or the package checks' own
     (_empty_ref, "has no revision 'main'"),
 ])
 def test_one_damaged_repo_does_not_break_the_listing_or_info_of_the_others(hub, package, damage, reason):
@@ -215,7 +216,7 @@ def test_one_damaged_repo_does_not_break_the_listing_or_info_of_the_others(hub, 
     damage(hub.root / "lab" / "bad", revision)
     listed = dict(hub.list())
     assert listed["lab/good"].error is None
-    assert reason in listed["lab/bad"].error
+    assert re.search(reason, listed["lab/bad"].error)
     assert hub.info("lab/good").summary.name == "imu-small"
     # info on the damaged repo: an AdapterPackageError (one readable line in the CLI), never a bare OSError.
     with pytest.raises(AdapterPackageError) as caught:
