@@ -13,6 +13,7 @@ from .errors import (
     ModalityPluginMissingError, PackageCorruptError, PackageFileMissingError, PackageTooLargeError,
     RepoNotFoundError, SchemaVersionError, TensorMismatchError, UnsafePackageError,
 )
+from .errors import HubFeatureUnsupportedError, HubServerError, HubUnreachableError
 from .folder_hub import FolderHub
 from .hf_hub import HFHub
 from .hub import AdapterSummary, Hub, RepoInfo
@@ -40,4 +41,5 @@ __all__ = [
     "PackageTooLargeError", "SchemaVersionError", "ModalityPluginMissingError", "HiddenSizeMismatchError",
     "FingerprintMismatchError", "TensorMismatchError", "InvalidRefError", "HubError", "RepoNotFoundError",
     "AdapterPackageWarning", "ConfigFromNewerVersionWarning", "ForcedLoadWarning", "HubOfflineWarning",
+    "HubUnreachableError", "HubServerError", "HubFeatureUnsupportedError",
 ]

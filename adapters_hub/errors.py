@@ -25,6 +25,9 @@ __all__ = [
     "ConfigFromNewerVersionWarning",
     "ForcedLoadWarning",
     "HubOfflineWarning",
+    "HubUnreachableError",
+    "HubServerError",
+    "HubFeatureUnsupportedError",
 ]
 
 
@@ -94,3 +97,16 @@ class ForcedLoadWarning(AdapterPackageWarning):
 
 class HubOfflineWarning(AdapterPackageWarning):
     """The hub could not be reached and a cached copy is used instead."""
+
+
+class HubUnreachableError(HubError, ConnectionError):
+    """The hub did not answer at all (connection refused, timeout, DNS, offline mode)."""
+
+
+class HubServerError(HubError):
+    """The hub answered with a server error (5xx): the server is up but failing; retrying later may work."""
+
+
+class HubFeatureUnsupportedError(HubError):
+    """The hub server does not offer what was asked (no model listing, no commit history) or answers it in a
+    form that is not the Hugging Face Hub API; other operations (pull by ref, info) may still work."""

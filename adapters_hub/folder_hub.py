@@ -17,13 +17,14 @@ import os
 import re
 import shutil
 import time
-import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import atomic
 from .checks import check_package, read_package_config, scan_package_files
-from .errors import AdapterPackageError, AdapterPackageWarning, PackageCorruptError, RepoNotFoundError
-from .hub import DEFAULT_COMMIT_MESSAGE, AdapterSummary, RepoInfo
+from .errors import AdapterPackageError, HubError, PackageCorruptError, PackageFileMissingError, RepoNotFoundError
+from .hub import DEFAULT_COMMIT_MESSAGE, AdapterSummary, RepoInfo, copy_package_files
 from .layout import DEFAULT_LIMITS, PackageLimits
 from .refs import validate_repo_id, validate_revision
 
@@ -89,11 +90,20 @@ class FolderHub:
         return revision
 
     def _publish_revision(self, folder: Path, files: list[str], target: Path) -> None:
+        """Copy exactly the checked ``files`` into a hidden sibling of ``target`` (never following a link, so a
+        link into ``.git/`` or one swapped in after the check cannot publish another file's contents), check the
+        copy again, then rename it into place."""
         tmp = atomic.temp_sibling(target)
         try:
-            for rel in files:
-                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-                atomic.copy_file(folder / rel, tmp / rel)
+            tmp.mkdir()
+            copy_package_files(folder, files, tmp)
+            # The copy is what readers will get: it must pass the checks and hash to the revision push named
+            # (a package edited while it was being published would otherwise land under the wrong name).
+            check_package(tmp, limits=self.limits)
+            if content_hash(tmp, files) != target.name:
+                raise PackageCorruptError(f"{folder} changed while it was being published (its copy no longer "
+                                          f"matches revision {target.name[:12]}): publish again once nothing is "
+                                          f"writing to the package")
             atomic.fsync_tree(tmp)
             try:
                 os.replace(tmp, target)
@@ -128,66 +138,123 @@ class FolderHub:
                        if p.name.startswith(wanted) and atomic.TMP_MARKER not in p.name]
             if len(matches) == 1:
                 found = matches[0]
-        if found is None or not (repo_dir / "revisions" / found).is_dir():
+        if found is not None and not (repo_dir / "revisions" / found).is_dir():
+            raise PackageFileMissingError(f"{repo}: {wanted!r} points at revision {found[:12]}, which is missing from "
+                                          f"revisions/ in folder hub {self.root}: the hub folder is damaged; publish "
+                                          f"the adapter again")
+        if found is None:
             raise RepoNotFoundError(f"{repo} has no revision {wanted!r} in folder hub {self.root} (revisions: "
                                     f"{', '.join(r[:12] for r in self.revisions(repo)) or 'none'}): pick one of them")
         return repo_dir / "revisions" / found, found
 
     def pull(self, repo: str, revision: str | None = None) -> Path:
         """The revision's folder inside the hub (revisions are immutable, so no copy is made)."""
-        path, resolved = self._resolve(repo, revision)
-        if self.verify:
-            files = scan_package_files(path, self.limits)
-            if content_hash(path, list(files)) != resolved:
-                raise PackageCorruptError(f"{repo}@{resolved[:12]} in folder hub {self.root} no longer matches its "
-                                          f"content hash: the files were modified or damaged; publish it again")
+        with self._reading(repo):
+            path, resolved = self._resolve(repo, revision)
+            if self.verify:
+                files = scan_package_files(path, self.limits)
+                if content_hash(path, list(files)) != resolved:
+                    raise PackageCorruptError(f"{repo}@{resolved[:12]} in folder hub {self.root} no longer matches its "
+                                              f"content hash: the files were modified or damaged; publish it again")
         return path
 
-    def _repos(self) -> list[tuple[str, Path]]:
+    @contextmanager
+    def _reading(self, repo: str) -> Iterator[None]:
+        """Turn a filesystem failure while reading ``repo`` (permissions, a file where a folder belongs, a
+        shared folder gone away) into a HubError that names the repo, instead of a bare OSError."""
+        try:
+            yield
+        except AdapterPackageError:
+            raise  # already says what is wrong (PackageFileMissingError is an OSError too)
+        except OSError as e:
+            raise HubError(f"{repo} in folder hub {self.root} cannot be read ({_os_reason(e)}): check the folder's "
+                           f"permissions (and that a shared folder is mounted), or publish the adapter again") from e
+
+    def _repos(self, unreadable: list[tuple[str, str]] | None = None) -> list[tuple[str, Path]]:
+        """``(org/name, folder)`` of every repo (a folder with ``refs/main``). An org folder that cannot be
+        listed is skipped, and recorded in ``unreadable`` as ``(org/*, reason)`` when the caller asks."""
         if not self.root.is_dir():
             return []
+        try:
+            orgs = sorted(self.root.iterdir())
+        except OSError as e:
+            raise HubError(f"folder hub {self.root} cannot be listed ({_os_reason(e)}): check the folder's permissions "
+                           f"(and that a shared folder is mounted)") from e
         found = []
-        for org in sorted(self.root.iterdir()):
+        for org in orgs:
             if org.name.startswith(".") or not org.is_dir():
                 continue
-            for name in sorted(org.iterdir()):
+            try:
+                names = sorted(org.iterdir())
+            except OSError as e:
+                if unreadable is not None:
+                    unreadable.append((f"{org.name}/*", _os_reason(e)))
+                continue
+            for name in names:
                 if not name.name.startswith(".") and (name / "refs" / DEFAULT_BRANCH).is_file():
                     found.append((f"{org.name}/{name.name}", name))
         return found
 
+    def _head_summary(self, repo: str) -> AdapterSummary:
+        """The summary of ``repo`` at ``main``; raises (AdapterPackageError / OSError) when it cannot be read."""
+        path, revision = self._resolve(repo, None)
+        return AdapterSummary.from_config(repo, revision, read_package_config(path, self.limits))
+
     def list(self, modality: str | None = None) -> list[tuple[str, AdapterSummary]]:
-        out = []
-        for repo, repo_dir in self._repos():
-            revision = self._read_ref(repo_dir, DEFAULT_BRANCH)
+        """Every repo at ``main`` (of ``modality`` only, when given). A repo that cannot be read is listed as an
+        unreadable row (``summary.error`` says why) whatever ``modality`` is, since its modality is unknown: one
+        broken repo neither breaks the listing nor silently disappears from it."""
+        out: list[tuple[str, AdapterSummary]] = []
+        unreadable: list[tuple[str, str]] = []
+        for repo, repo_dir in self._repos(unreadable):
             try:
-                config = read_package_config(repo_dir / "revisions" / str(revision), self.limits)
+                summary = self._head_summary(repo)
             except AdapterPackageError as e:
-                warnings.warn(f"skipping {repo} in folder hub {self.root}: {e}", AdapterPackageWarning, stacklevel=2)
+                out.append((repo, AdapterSummary.unreadable(repo, self._read_ref_quietly(repo_dir), str(e))))
                 continue
-            if modality is None or config.modality == modality:
-                out.append((repo, AdapterSummary.from_config(repo, revision, config)))
-        return out
+            except OSError as e:
+                out.append((repo, AdapterSummary.unreadable(repo, self._read_ref_quietly(repo_dir), _os_reason(e))))
+                continue
+            if modality is None or summary.modality == modality:
+                out.append((repo, summary))
+        out += [(repo, AdapterSummary.unreadable(repo, None, reason)) for repo, reason in unreadable]
+        return sorted(out, key=lambda item: item[0])
+
+    def _read_ref_quietly(self, repo_dir: Path) -> str | None:
+        try:
+            return self._read_ref(repo_dir, DEFAULT_BRANCH)
+        except (OSError, ValueError):
+            return None
 
     def revisions(self, repo: str) -> list[str]:
-        """Every published revision of ``repo``, newest first."""
+        """Every published revision of ``repo``, newest first (commit records that cannot be read are skipped)."""
         commits = []
         for path in (self._repo_dir(repo) / "commits").glob("*.json"):
             if atomic.TMP_MARKER in path.name:
                 continue
             try:
-                commits.append((json.loads(path.read_text(encoding="utf-8"))["created_ns"], path.stem))
-            except (ValueError, KeyError, OSError):
+                created = json.loads(path.read_text(encoding="utf-8"))["created_ns"]
+            except (ValueError, KeyError, TypeError, OSError):
                 continue
+            if isinstance(created, int):  # a hand-edited record must not make the sort fail
+                commits.append((created, path.stem))
         return [rev for _, rev in sorted(commits, reverse=True)]
 
     def info(self, repo: str, revision: str | None = None) -> RepoInfo:
-        path, resolved = self._resolve(repo, revision)
-        config = read_package_config(path, self.limits)
-        try:
-            message = json.loads((path.parent.parent / "commits" / f"{resolved}.json").read_text("utf-8"))["message"]
-        except (OSError, ValueError, KeyError):
-            message = None
-        files = sorted(scan_package_files(path, self.limits))
-        return RepoInfo(repo, resolved, AdapterSummary.from_config(repo, resolved, config), files, message,
-                        self.revisions(repo))
+        with self._reading(repo):
+            path, resolved = self._resolve(repo, revision)
+            config = read_package_config(path, self.limits)
+            try:
+                record = json.loads((path.parent.parent / "commits" / f"{resolved}.json").read_text("utf-8"))
+                message = record["message"] if isinstance(record["message"], str) else None
+            except (OSError, ValueError, KeyError, TypeError):
+                message = None
+            files = sorted(scan_package_files(path, self.limits))
+            return RepoInfo(repo, resolved, AdapterSummary.from_config(repo, resolved, config), files, message,
+                            self.revisions(repo))
 
+
+def _os_reason(error: OSError) -> str:
+    """``strerror: file`` of an OSError, one line (``str(OSError)`` repeats the errno)."""
+    where = f": {error.filename}" if error.filename else ""
+    return f"{error.strerror or type(error).__name__}{where}"

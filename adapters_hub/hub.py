@@ -1,15 +1,22 @@
-"""The interface every hub implements, and the summaries its listings return."""
+"""The interface every hub implements, the summaries its listings return, and the copy every hub publishes
+with (exactly the checked files, never through a link)."""
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
+import stat
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
+from .checks import check_member_name
 from .config import AdapterConfig
+from .errors import UnsafePackageError
 
-__all__ = ["Hub", "AdapterSummary", "RepoInfo", "DEFAULT_COMMIT_MESSAGE"]
+__all__ = ["Hub", "AdapterSummary", "RepoInfo", "DEFAULT_COMMIT_MESSAGE", "copy_package_file", "copy_package_files"]
 
 DEFAULT_COMMIT_MESSAGE = "Upload anymal adapter"
 
@@ -40,6 +47,15 @@ class AdapterSummary:
     # anymal version and schema that wrote the package.
     anymal_version: str = ""
     schema_version: int = 0
+    # Why the repo could not be summarised (a listing row for a broken repo), None for a readable one. Such a
+    # row keeps ``repo`` and ``revision`` (when known) and leaves the config facts empty.
+    error: str | None = None
+
+    @classmethod
+    def unreadable(cls, repo: str, revision: str | None, error: str) -> "AdapterSummary":
+        """A listing row for a repo whose config cannot be read: one broken repo is shown with its reason
+        instead of breaking (or silently shortening) the listing of the others."""
+        return cls(repo, revision, "", "", "", 0, "", 0, "", False, error=error)
 
     @classmethod
     def from_config(cls, repo: str, revision: str | None, config: AdapterConfig) -> "AdapterSummary":
@@ -86,3 +102,85 @@ class Hub(Protocol):
     def info(self, repo: str, revision: str | None = None) -> RepoInfo:
         """Details of ``repo`` at ``revision`` (default ``main``)."""
         ...
+
+
+# -- publishing: copy the checked files, never a link -------------------------------------------------------
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+# Opening a FIFO for reading blocks until a writer appears: non-blocking open, then the regular-file check refuses it.
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+
+
+def _refuse_link(rel: str, folder: Path) -> UnsafePackageError:
+    return UnsafePackageError(f"package entry {rel!r} in {folder} is (or lies under) a link, or changed into one "
+                              f"after the package was checked: links are never published, so a package cannot carry "
+                              f"other files' contents; replace it with the real file and publish again")
+
+
+def _open_no_follow(root: Path, rel: str) -> BinaryIO:
+    """Open ``root/rel`` for reading without following a link at any level below ``root``: each folder is
+    opened relative to the previous one with O_NOFOLLOW, so a link swapped in after the check is refused rather
+    than read. Only regular files are opened (a FIFO or device is refused)."""
+    parts = rel.split("/")
+    if _NOFOLLOW and _DIRECTORY and os.open in os.supports_dir_fd:
+        fd = os.open(root, os.O_RDONLY | _DIRECTORY)
+        try:
+            for part in parts[:-1]:
+                next_fd = os.open(part, os.O_RDONLY | _DIRECTORY | _NOFOLLOW, dir_fd=fd)
+                os.close(fd)
+                fd = next_fd
+            file_fd = os.open(parts[-1], os.O_RDONLY | _NOFOLLOW | _NONBLOCK, dir_fd=fd)
+        except OSError as e:
+            # ELOOP: the last part is a link; ENOTDIR: a folder on the way is a link (O_DIRECTORY|O_NOFOLLOW).
+            if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise _refuse_link(rel, root) from None
+            raise
+        finally:
+            os.close(fd)
+    else:  # no O_NOFOLLOW (Windows): look at every part just before opening
+        path = root
+        for part in parts:
+            path = path / part
+            if path.is_symlink():
+                raise _refuse_link(rel, root)
+        file_fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    if not stat.S_ISREG(os.fstat(file_fd).st_mode):
+        os.close(file_fd)
+        raise UnsafePackageError(f"package entry {rel!r} in {root} is not a regular file (a FIFO, device or "
+                                 f"folder): a package holds only regular files; remove it and publish again")
+    return os.fdopen(file_fd, "rb")
+
+
+def _hf_snapshot_blobs(folder: Path) -> Path | None:
+    """``blobs/`` of a Hugging Face cache snapshot (``models--org--name/snapshots/<sha>``), whose files are links
+    into it (the one kind of link the package checks accept); None for any other folder."""
+    if folder.parent.name == "snapshots" and folder.parent.parent.name.startswith("models--"):
+        return (folder.parent.parent / "blobs").resolve()
+    return None
+
+
+def copy_package_file(folder: Path, rel: str, dst: Path) -> None:
+    """Copy the package file ``rel`` (a checked relative POSIX path) of ``folder`` to the new file ``dst``,
+    without following links; in a Hugging Face cache snapshot, a file that is a link to its own blob is read
+    from ``blobs/`` (again without following links)."""
+    check_member_name(rel)
+    root, name = folder, rel
+    blobs = _hf_snapshot_blobs(folder)
+    if blobs is not None and (folder / rel).is_symlink():
+        target = (folder / rel).resolve()
+        if target.parent != blobs:
+            raise _refuse_link(rel, folder)
+        root, name = blobs, target.name
+    with _open_no_follow(root, name) as src, open(dst, "xb") as out:
+        shutil.copyfileobj(src, out, 1 << 20)
+
+
+def copy_package_files(folder: str | os.PathLike[str], files: Iterable[str], target: Path) -> None:
+    """Copy exactly ``files`` (the list ``check_package`` returned, never a fresh walk of ``folder``) into
+    ``target``: what is published is what was checked, and a link anywhere is refused, not followed."""
+    folder = Path(folder)
+    for rel in files:
+        dst = target.joinpath(*rel.split("/"))
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        copy_package_file(folder, rel, dst)  # looked up at call time, so tests can simulate a crash mid-copy

@@ -226,6 +226,10 @@ def hub_ls(modality: str | None, hub_spec: str | None) -> None:
         click.echo(f"No adapters{f' for modality {modality!r}' if modality else ''} on {_hub_label(hub)}.")
         return
     for repo, summary in found:
+        if summary.error is not None:  # one broken repo is shown with its reason; the others still list
+            at = f"@{summary.revision[:12]}" if summary.revision else ""
+            click.echo(f"{repo}{at}  " + click.style("unreadable: ", fg="red") + summary.error)
+            continue
         metrics = ", ".join(f"{k}={_fmt_metric(v)}" for k, v in sorted(summary.metrics.items()))
         lora = ", LoRA" if summary.has_lora else ""
         click.echo(f"{repo}@{(summary.revision or '')[:12]}  {summary.modality}  {summary.projector} projector, "

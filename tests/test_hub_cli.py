@@ -153,3 +153,67 @@ def test_chat_with_a_forced_adapter_prints_one_warning_line(global_registry, tin
     assert [line for line in err.splitlines() if line.startswith("warning: ")] == [
         next(line for line in err.splitlines() if "loading anyway because force=True" in line)]
     assert "loaded adapter toy-meanpool" in err
+
+
+def _run_failing(argv, capsys) -> str:
+    """Run ``anymal ARGV`` as the console script does; it must fail with exit 1 and one ``error:`` line."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    out, err = capsys.readouterr()
+    assert exit_info.value.code == 1, (argv, out, err)
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err + out, (argv, err)
+    return err
+
+
+def _run_ok(argv, capsys) -> tuple[str, str]:
+    capsys.readouterr()
+    main(argv)
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err and "error:" not in err, (argv, out, err)
+    return out, err
+
+
+def test_a_damaged_repo_in_a_folder_hub_is_listed_as_unreadable(package, tmp_path, capsys):
+    hub = FolderHub(tmp_path / "hub")
+    good = hub.push(package, "lab/toy")
+    bad = hub.push(package, "lab/bad")
+    (hub.root / "lab" / "bad" / "revisions" / bad / "anymal_adapter.json").write_text("{not json")
+    out, _ = _run_ok(["hub", "ls", "--hub", str(hub.root)], capsys)
+    assert f"lab/bad@{bad[:12]}  unreadable: anymal_adapter.json is not valid JSON" in out
+    assert f"lab/toy@{good[:12]}  toy  meanpool projector" in out
+    err = _run_failing(["hub", "info", f"file://{hub.root}/lab/bad"], capsys)
+    assert "anymal_adapter.json is not valid JSON" in err
+
+
+def test_hub_commands_against_a_server_that_speaks_the_api_partly(package, fake_hub, tmp_path, monkeypatch, capsys):
+    """What olah (a self-hosted mirror serving git repos) does differently: no model listing (an empty 200),
+    repo info only at an explicit revision, commit authors by name, no sizes in repo info."""
+    from adapters_hub import HFHub
+
+    revision = HFHub(endpoint=fake_hub.url, token=False).push(package, "lab/toy", "toy on a mirror")
+    fake_hub.answers[r"/api/models"] = (200, b"", {})
+    fake_hub.answers[r"/api/models/lab/toy"] = (401, b"{}", {"X-Error-Code": "RepoNotFound"})
+    fake_hub.commit_authors_by_name = True
+    fake_hub.sizes_in_repo_info = False
+    monkeypatch.setenv("HF_ENDPOINT", fake_hub.url)
+    monkeypatch.setenv("HF_TOKEN", "")
+    monkeypatch.setenv("ANYMAL_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("ANYMAL_HUB", raising=False)
+
+    out, _ = _run_ok(["hub", "pull", "lab/toy"], capsys)
+    assert out.strip().endswith(f"models--lab--toy/snapshots/{revision}")
+    out, _ = _run_ok(["hub", "info", "lab/toy"], capsys)
+    assert f"lab/toy@{revision}" in out and "commit     toy on a mirror" in out
+    err = _run_failing(["hub", "ls"], capsys)
+    assert "does not support listing models" in err and "anymal hub info ORG/NAME" in err
+
+    fake_hub.answers[r"/api/models/lab/toy/commits/.*"] = (404, b"Not Found", {})
+    out, err = _run_ok(["hub", "info", "lab/toy"], capsys)
+    assert f"lab/toy@{revision}" in out and "warning: " in err and "does not support commit history" in err
+
+    fake_hub.answers[r"/api/models/lab/toy/revision/.*"] = (503, b"down for maintenance", {})
+    err = _run_failing(["hub", "info", f"lab/toy@{revision}"], capsys)
+    assert "answered 503 Service Unavailable" in err and "retry later" in err and "cannot reach" not in err
+    out, err = _run_ok(["hub", "pull", "lab/toy"], capsys)  # pulled before: the cached copy, with a warning
+    assert out.strip().endswith(revision) and "answered 503 Service Unavailable" in err

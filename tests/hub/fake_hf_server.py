@@ -7,6 +7,12 @@ file "regular", so contents travel base64 in the commit: no LFS/Xet server neede
 /api/models/{repo}/tree/{rev}[/{path}], GET /api/models/{repo}/commits/{rev}, GET /api/models?filter=...,
 HEAD/GET /{repo}/resolve/{rev}/{path} (with X-Repo-Commit and ETag). Errors carry X-Error-Code like the Hub,
 so the client raises RepositoryNotFoundError / RevisionNotFoundError / EntryNotFoundError.
+
+Switches imitate servers that speak the API only partly or differently (such as olah, a self-hosted mirror
+serving repos from git): ``answers`` gives a fixed answer to every GET/HEAD whose path matches a pattern (no
+listing endpoint, a 5xx, a body that is not JSON, "repo not found" for an unknown revision), ``post_answers``
+the same for POST (a read-only server), and
+``commit_authors_by_name`` / ``sizes_in_repo_info`` change the shape of two answers the way olah does.
 """
 
 from __future__ import annotations
@@ -56,6 +62,14 @@ class FakeHub:
     def __init__(self) -> None:
         self.repos: dict[str, Repo] = {}
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request, for assertions
+        # Path regex (full match, no query) -> (status, body, headers) answered to GET/HEAD instead of the route.
+        self.answers: dict[str, tuple[int, bytes, dict[str, str]]] = {}
+        # The same for POST (a read-only mirror refuses uploads).
+        self.post_answers: dict[str, tuple[int, bytes, dict[str, str]]] = {}
+        # Commit history authors as {"name": ...} (olah) instead of the Hub's {"user": ...}; titles end in "\n".
+        self.commit_authors_by_name = False
+        # Whether repo info lists each file's size (?blobs=true); olah leaves sizes out.
+        self.sizes_in_repo_info = True
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -127,6 +141,14 @@ def _make_handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
         def _error(self, status: int, code: str | None, message: str):
             self._json(status, {"error": message}, {"X-Error-Code": code, "X-Error-Message": message} if code else {})
 
+        def _fixed_answer(self, answers: dict[str, tuple[int, bytes, dict[str, str]]], path: str) -> bool:
+            """Send the fixed answer of the first pattern matching ``path``; False when none matches."""
+            for pattern, (status, body, headers) in answers.items():
+                if re.fullmatch(pattern, path):
+                    self._send(status, body, headers, content_type="text/plain")
+                    return True
+            return False
+
         def _body(self) -> bytes:
             return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
@@ -148,7 +170,7 @@ def _make_handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             siblings = []
             for path, data in sorted(commit.files.items()):
                 entry = {"rfilename": path}
-                if blobs:
+                if blobs and hub.sizes_in_repo_info:
                     entry.update(size=len(data), blobId=git_blob_sha(data))
                 siblings.append(entry)
             return {"id": repo_id, "modelId": repo_id, "sha": commit.oid, "private": False, "tags": tags,
@@ -163,6 +185,8 @@ def _make_handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             parts = urlsplit(self.path)
             path, query = unquote(parts.path), parse_qs(parts.query)
             hub.requests.append((self.command, parts.path))
+            if self._fixed_answer(hub.answers, path):
+                return
             if path == "/api/models":
                 return self._list_models(query)
             m = re.fullmatch(r"/api/models/([^/]+/[^/]+)(?:/revision/(.+))?", parts.path)
@@ -187,6 +211,8 @@ def _make_handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             parts = urlsplit(self.path)
             hub.requests.append(("POST", parts.path))
             body = self._body()
+            if self._fixed_answer(hub.post_answers, parts.path):
+                return
             if parts.path == "/api/repos/create":
                 payload = json.loads(body)
                 repo_id = f"{payload['organization']}/{payload['name']}" if payload.get("organization") else payload["name"]
@@ -259,8 +285,12 @@ def _make_handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             commit = repo and self._commit(repo, rev)
             out = []
             while commit:
-                out.append({"id": commit.oid, "title": commit.title, "message": commit.message,
-                            "authors": [{"user": "tester"}], "date": commit.date})
+                if hub.commit_authors_by_name:
+                    out.append({"id": commit.oid, "title": commit.title + "\n", "message": "",
+                                "authors": [{"name": "tester", "avatar": None}], "date": commit.date})
+                else:
+                    out.append({"id": commit.oid, "title": commit.title, "message": commit.message,
+                                "authors": [{"user": "tester"}], "date": commit.date})
                 commit = repo.commits.get(commit.parent) if commit.parent else None
             if repo and out:
                 self._json(200, out)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 
 import pytest
 import torch
 
 from adapters_hub import (
-    CONFIG_NAME, WEIGHTS_NAME, FolderHub, Hub, InvalidRefError, PackageCorruptError, RepoNotFoundError,
+    AdapterPackageError, CONFIG_NAME, WEIGHTS_NAME, FolderHub, Hub, InvalidRefError, PackageCorruptError, RepoNotFoundError,
     UnsafePackageError, load_adapter_package, resolve, save_adapter_package,
 )
 from adapters_hub import atomic
+from adapters_hub import hub as hub_module
 
 from .conftest import make_config, make_tensors
 
@@ -98,15 +101,15 @@ def test_crash_while_copying_leaves_nothing_visible(hub, two_packages, monkeypat
     v1, v2 = two_packages
     r1 = hub.push(v1, "lab/imu", "v1")
     before = _visible(hub, "lab/imu")
-    real_copy = atomic.copy_file
+    real_copy = hub_module.copy_package_file
     copied = []
 
-    def crash_midway(src, dst):
+    def crash_midway(folder, rel, dst):
         if copied:
             raise OSError("simulated crash: disk unplugged")
         copied.append(dst)
-        real_copy(src, dst)
-    monkeypatch.setattr(atomic, "copy_file", crash_midway)
+        real_copy(folder, rel, dst)
+    monkeypatch.setattr(hub_module, "copy_package_file", crash_midway)
     with pytest.raises(OSError, match="simulated crash"):
         hub.push(v2, "lab/imu", "v2")
     assert copied  # the crash did happen after a file was written
@@ -172,12 +175,53 @@ def test_repo_names_cannot_escape_the_root(hub, package, repo):
         hub.push(package, repo)
 
 
-def test_broken_repo_is_skipped_in_listing(hub, package):
+def test_broken_repo_is_listed_as_unreadable_with_its_reason(hub, package):
     revision = hub.push(package, "lab/imu")
     hub.push(package, "lab/ok")
     (hub.root / "lab" / "imu" / "revisions" / revision / CONFIG_NAME).write_text(json.dumps({"schema_version": 99}))
-    with pytest.warns(UserWarning, match="skipping lab/imu"):
-        assert [repo for repo, _ in hub.list()] == ["lab/ok"]
+    listed = dict(hub.list())
+    assert set(listed) == {"lab/imu", "lab/ok"}
+    assert listed["lab/ok"].error is None and listed["lab/ok"].modality == "imu"
+    assert listed["lab/imu"].revision == revision and "schema version 99" in listed["lab/imu"].error
+    # Its modality is unknown, so a filtered listing still shows it rather than hiding the damage.
+    assert [repo for repo, _ in hub.list(modality="image")] == ["lab/imu"]
+
+
+def _not_json(repo_dir, revision):
+    (repo_dir / "revisions" / revision / CONFIG_NAME).write_bytes(b"\x00{not json")
+
+
+def _revision_folder_gone(repo_dir, revision):
+    shutil.rmtree(repo_dir / "revisions" / revision)
+
+
+def _config_is_a_folder(repo_dir, revision):  # unreadable even for root (chmod 000 is not)
+    (repo_dir / "revisions" / revision / CONFIG_NAME).unlink()
+    (repo_dir / "revisions" / revision / CONFIG_NAME).mkdir()
+
+
+def _empty_ref(repo_dir, revision):
+    (repo_dir / "refs" / "main").write_text("")
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (_not_json, "is not valid JSON"),
+    (_revision_folder_gone, "missing from revisions/"),
+    (_config_is_a_folder, "Is a directory|is a folder"),  # the OS's words, or the package checks' own
+    (_empty_ref, "has no revision 'main'"),
+])
+def test_one_damaged_repo_does_not_break_the_listing_or_info_of_the_others(hub, package, damage, reason):
+    revision = hub.push(package, "lab/bad")
+    hub.push(package, "lab/good")
+    damage(hub.root / "lab" / "bad", revision)
+    listed = dict(hub.list())
+    assert listed["lab/good"].error is None
+    assert re.search(reason, listed["lab/bad"].error)
+    assert hub.info("lab/good").summary.name == "imu-small"
+    # info on the damaged repo: an AdapterPackageError (one readable line in the CLI), never a bare OSError.
+    with pytest.raises(AdapterPackageError) as caught:
+        hub.info("lab/bad")
+    assert "\n" not in str(caught.value)
 
 
 def test_a_package_folder_is_not_a_push_target(package):

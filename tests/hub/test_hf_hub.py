@@ -102,7 +102,7 @@ def test_offline_without_a_cached_copy(tmp_path):
 
 def test_push_while_offline(tmp_path, package):
     offline = HFHub(endpoint=_dead_endpoint(), token=False, cache_dir=tmp_path / "c")
-    with pytest.raises(HubError, match="cannot reach .* to publish lab/imu"):
+    with pytest.raises(HubError, match="cannot reach the hub at .* while publishing .* to lab/imu"):
         offline.push(package, "lab/imu")
 
 
