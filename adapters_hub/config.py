@@ -12,6 +12,13 @@ __all__ = ["SCHEMA_VERSION", "AdapterConfig", "EncoderRef", "LLMRef", "Projector
 SCHEMA_VERSION = 1
 
 
+def tokens_text(token_mode: str, num_tokens: int) -> str:
+    """How many tokens an attachment becomes, in words, for every listing and model card."""
+    if token_mode == "per_step":
+        return f"1 token per encoder step ({num_tokens} for the example input)"
+    return f"{num_tokens} tokens"
+
+
 @dataclass
 class EncoderRef:
     """Which encoder the adapter uses and where its weights come from."""
@@ -93,11 +100,9 @@ class AdapterConfig:
     token_mode: str = "fixed"
 
     def tokens_text(self) -> str:
-        """The token count as a person should read it (``"64 tokens"``, ``"1 per encoder step (32 for the
+        """The token count as a person should read it (``"64 tokens"``, ``"1 token per encoder step (32 for the
         example input)"``)."""
-        if self.token_mode == "per_step":
-            return f"1 token per encoder step ({self.num_tokens} for the example input)"
-        return f"{self.num_tokens} tokens"
+        return tokens_text(self.token_mode, self.num_tokens)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

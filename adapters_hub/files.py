@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .errors import PackageCorruptError, PackageFileMissingError, PackageTooLargeError, UnsafePackageError
 
-__all__ = ["describe_mode", "require_regular", "link_roots", "member_path", "open_regular", "read_regular_file", "copy_member"]
+__all__ = ["describe_mode", "require_regular", "hf_snapshot_blobs", "link_roots", "member_path", "open_regular", "read_regular_file"]
 
 _KINDS = (
     (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"),
@@ -37,13 +37,19 @@ def require_regular(mode: int, what: str) -> None:
                                  f"files and folders; replace it with the real file and publish again")
 
 
+def hf_snapshot_blobs(folder: Path) -> Path | None:
+    """``blobs/`` of a Hugging Face cache snapshot (``models--org--name/snapshots/<sha>``), whose files are links
+    into it (the one kind of link a package may hold); None for any other folder."""
+    if folder.parent.name == "snapshots" and folder.parent.parent.name.startswith("models--"):
+        return (folder.parent.parent / "blobs").resolve()
+    return None
+
+
 def link_roots(folder: Path) -> list[Path]:
     """Where links inside a package ``folder`` may point: the folder itself, and for a Hugging Face cache
-    snapshot (``models--org--name/snapshots/<sha>``) the repo's ``blobs/`` that its files link to."""
-    roots = [folder.resolve()]
-    if folder.parent.name == "snapshots" and folder.parent.parent.name.startswith("models--"):
-        roots.append((folder.parent.parent / "blobs").resolve())
-    return roots
+    snapshot the repo's ``blobs/`` that its files link to."""
+    blobs = hf_snapshot_blobs(folder)
+    return [folder.resolve()] + ([blobs] if blobs is not None else [])
 
 
 def member_path(folder: str | os.PathLike[str], rel: str) -> Path:
@@ -121,12 +127,3 @@ def read_regular_file(path: str | os.PathLike[str], *, max_bytes: int, what: str
     finally:
         os.close(fd)
 
-
-def copy_member(folder: str | os.PathLike[str], rel: str, destination: str | os.PathLike[str]) -> None:
-    """Copy package file ``rel`` (a name from the checked file list) to ``destination``: opened as a regular
-    file that stays inside the package (:func:`member_path`), never through a link that leads elsewhere, so a
-    copy or a publish can only ever carry the package's own bytes."""
-    fd = open_regular(member_path(folder, rel), rel)
-    with os.fdopen(fd, "rb") as src, open(destination, "xb") as dst:
-        while block := src.read(1 << 20):
-            dst.write(block)

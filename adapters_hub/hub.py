@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from .checks import check_member_name
-from .config import AdapterConfig
+from .config import AdapterConfig, tokens_text
 from .errors import UnsafePackageError
+from .files import hf_snapshot_blobs
 
 __all__ = ["Hub", "AdapterSummary", "RepoInfo", "DEFAULT_COMMIT_MESSAGE", "copy_package_file", "copy_package_files"]
 
@@ -50,6 +51,14 @@ class AdapterSummary:
     # Why the repo could not be summarised (a listing row for a broken repo), None for a readable one. Such a
     # row keeps ``repo`` and ``revision`` (when known) and leaves the config facts empty.
     error: str | None = None
+    # ``fixed`` (exactly ``num_tokens`` per attachment) or ``per_step`` (one per encoder step; ``num_tokens`` is
+    # the count for the modality's example input).
+    token_mode: str = "fixed"
+
+    @property
+    def tokens_text(self) -> str:
+        """The token count as a person should read it (see ``AdapterConfig.tokens_text``)."""
+        return tokens_text(self.token_mode, self.num_tokens)
 
     @classmethod
     def unreadable(cls, repo: str, revision: str | None, error: str) -> "AdapterSummary":
@@ -61,7 +70,8 @@ class AdapterSummary:
     def from_config(cls, repo: str, revision: str | None, config: AdapterConfig) -> "AdapterSummary":
         return cls(repo, revision, config.name, config.modality, config.llm.name, config.llm.hidden_size,
                    config.llm.fingerprint, config.num_tokens, config.projector.type, config.lora is not None,
-                   dict(config.metrics), config.anymal_version, config.schema_version)
+                   dict(config.metrics), config.anymal_version, config.schema_version,
+                   token_mode=config.token_mode)
 
 
 @dataclass(frozen=True)
@@ -152,21 +162,13 @@ def _open_no_follow(root: Path, rel: str) -> BinaryIO:
     return os.fdopen(file_fd, "rb")
 
 
-def _hf_snapshot_blobs(folder: Path) -> Path | None:
-    """``blobs/`` of a Hugging Face cache snapshot (``models--org--name/snapshots/<sha>``), whose files are links
-    into it (the one kind of link the package checks accept); None for any other folder."""
-    if folder.parent.name == "snapshots" and folder.parent.parent.name.startswith("models--"):
-        return (folder.parent.parent / "blobs").resolve()
-    return None
-
-
 def copy_package_file(folder: Path, rel: str, dst: Path) -> None:
     """Copy the package file ``rel`` (a checked relative POSIX path) of ``folder`` to the new file ``dst``,
     without following links; in a Hugging Face cache snapshot, a file that is a link to its own blob is read
     from ``blobs/`` (again without following links)."""
     check_member_name(rel)
     root, name = folder, rel
-    blobs = _hf_snapshot_blobs(folder)
+    blobs = hf_snapshot_blobs(folder)
     if blobs is not None and (folder / rel).is_symlink():
         target = (folder / rel).resolve()
         if target.parent != blobs:

@@ -233,7 +233,7 @@ def hub_ls(modality: str | None, hub_spec: str | None) -> None:
         metrics = ", ".join(f"{k}={_fmt_metric(v)}" for k, v in sorted(summary.metrics.items()))
         lora = ", LoRA" if summary.has_lora else ""
         click.echo(f"{repo}@{(summary.revision or '')[:12]}  {summary.modality}  {summary.projector} projector, "
-                   f"{summary.num_tokens} tokens{lora}  llm {summary.llm_name}" + (f"  {metrics}" if metrics else ""))
+                   f"{summary.tokens_text}{lora}  llm {summary.llm_name}" + (f"  {metrics}" if metrics else ""))
 
 
 @hub_group.command(name="info")
@@ -248,7 +248,7 @@ def hub_info(ref: str) -> None:
     s = info.summary
     click.echo(f"{info.repo}@{info.revision}  ({_hub_label(hub)})")
     click.echo(f"    adapter    {s.name} for modality {s.modality} (pip install anymal-plugin-{s.modality})")
-    click.echo(f"    projector  {s.projector}, {s.num_tokens} tokens{', with a LoRA for the LLM' if s.has_lora else ''}")
+    click.echo(f"    projector  {s.projector}, {s.tokens_text}{', with a LoRA for the LLM' if s.has_lora else ''}")
     click.echo(f"    llm        {s.llm_name}, hidden size {s.llm_hidden_size}, fingerprint {s.llm_fingerprint[:23]}")
     if s.metrics:
         click.echo("    metrics    " + ", ".join(f"{k}={_fmt_metric(v)}" for k, v in sorted(s.metrics.items())))

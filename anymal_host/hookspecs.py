@@ -92,5 +92,5 @@ def register_commands(cli: Any) -> None:
 
 
 # Safety hooks (input text, each input signal, output text, the (signals, output) pair) will be added here,
-# documented to the same standard, when the safety-check work lands. The data path in DESIGN.md marks where
-# the host calls them.
+# documented to the same standard, when the safety-check work lands. The data path in docs/architecture.md
+# marks where the host calls them.

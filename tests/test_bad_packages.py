@@ -321,3 +321,10 @@ def test_token_count_shown_is_what_the_projector_emits(tiny, registry, tmp_path)
     [row] = host.list_adapters()
     assert row["token_mode"] == "per_step" and row["num_tokens"] == 12
     assert "(12 for the example input)" in (tmp_path / "linear" / "README.md").read_text()
+    from adapters_hub import FolderHub
+
+    hub = FolderHub(tmp_path / "hub")
+    hub.push(tmp_path / "linear", "lab/linear")
+    [(_, summary)] = hub.list()
+    assert summary.tokens_text == "1 token per encoder step (12 for the example input)"
+    assert hub.info("lab/linear").summary.token_mode == "per_step"

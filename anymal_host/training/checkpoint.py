@@ -29,18 +29,15 @@ def export_package(checkpoint: Path, destination: Path) -> list[str]:
     Returns the names of the files left out."""
     from adapters_hub import check_package
     from adapters_hub.atomic import fsync_tree, replace_dir, temp_sibling
-    from adapters_hub.files import copy_member
+    from adapters_hub.hub import copy_package_files
 
     checked = check_package(checkpoint)  # never export what a host would refuse
     left_out = [name for name in TRAINER_FILES if name in checked.files]
     destination.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_sibling(destination)
     try:
-        for rel in checked.files:
-            if rel in TRAINER_FILES:
-                continue
-            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            copy_member(checkpoint, rel, tmp / rel)
+        tmp.mkdir()
+        copy_package_files(checkpoint, [rel for rel in checked.files if rel not in TRAINER_FILES], tmp)
         fsync_tree(tmp)
         replace_dir(tmp, destination)
     finally:
