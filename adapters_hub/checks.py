@@ -22,6 +22,7 @@ from .errors import (
     PackageCorruptError, PackageFileMissingError, PackageTooLargeError, TensorMismatchError, UnsafePackageError,
 )
 from .files import link_roots, member_path, read_regular_file, require_regular
+from .layout import weight_prefixes
 from .layout import (
     CONFIG_NAME, DEFAULT_LIMITS, FORBIDDEN_SUFFIXES, LORA_CONFIG_NAME, LORA_DIR, LORA_WEIGHTS_NAME, WEIGHTS_FORMAT,
     WEIGHTS_NAME, PackageLimits,
@@ -234,7 +235,7 @@ def check_weights_header(
         raise PackageCorruptError(
             f"{WEIGHTS_NAME} metadata does not match {CONFIG_NAME}: {'; '.join(wrong)}. The weights belong to another "
             f"adapter or were saved without anymal: export the package again with save_adapter_package")
-    allowed = ("projector.", "encoder.") if config.encoder.weights_included else ("projector.",)
+    allowed = weight_prefixes(config.encoder.weights_included)
     stray = sorted(n for n in header.tensors if not n.startswith(allowed))
     if stray:
         raise TensorMismatchError(

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from adapters_hub.layout import ENCODER_PREFIX
 from adapters_hub import (
     CONFIG_NAME, DEFAULT_LIMITS, LORA_DIR, WEIGHTS_NAME, AdapterConfig, AdapterPackageError, AdapterPackageWarning,
     PackageLimits, TensorMismatchError, check_package, check_weights_header, read_checked_weights, tensor_specs,
@@ -120,7 +121,7 @@ def build_adapter(folder: str | os.PathLike[str], registry: Registry, facts: Hos
     tensors = read_checked_weights(checked, limits=limits)
     adapter = _build(config, registry, meta=False)
     missing, unexpected = adapter.load_state_dict(tensors, strict=False)
-    allowed_missing = () if config.encoder.weights_included else ("encoder.",)
+    allowed_missing = () if config.encoder.weights_included else (ENCODER_PREFIX,)
     missing = [k for k in missing if not (allowed_missing and k.startswith(allowed_missing))]
     if missing or unexpected:
         raise TensorMismatchError(
