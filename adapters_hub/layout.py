@@ -45,6 +45,8 @@ class PackageLimits:
     max_header_bytes: int = 16 << 20
     # Largest single file accepted (bytes); adapters with a full vision encoder reach a few GB.
     max_file_bytes: int = 32 << 30
+    # Largest file other than weights (``*.safetensors``) accepted: configs and the model card are text.
+    max_other_file_bytes: int = 16 << 20
     # Largest package accepted, all files together (bytes).
     max_total_bytes: int = 64 << 30
     # Most files a package may hold (a package has 3-6; thousands means something else was published).

@@ -26,8 +26,9 @@ from .layout import CONFIG_NAME
 __all__ = ["AdapterRef", "parse_ref", "validate_repo_id", "validate_revision", "looks_like_path",
            "refuse_ambiguous_name"]
 
-_NAME_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
-_REVISION = re.compile(r"^[A-Za-z0-9._-][A-Za-z0-9._/-]{0,199}$")
+# Used with fullmatch: "$" also matches before a final newline, which would let "main\n" through.
+_NAME_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+_REVISION = re.compile(r"[A-Za-z0-9._-][A-Za-z0-9._/-]{0,199}")
 _FORMS = "org/name[@revision], hf://org/name[@revision], file:///abs/root/org/name[@revision], or a package folder"
 
 
@@ -50,15 +51,15 @@ def refuse_ambiguous_name(text: str, what: str, explicit_hub: str) -> None:
 
 def validate_repo_id(repo: str) -> str:
     """``org/name`` with Hub-safe characters (also what keeps folder-hub paths inside their root)."""
-    parts = repo.split("/")
-    if len(parts) != 2 or not all(_NAME_PART.match(p) and ".." not in p for p in parts):
+    parts = repo.split("/") if isinstance(repo, str) else []
+    if len(parts) != 2 or not all(_NAME_PART.fullmatch(p) and ".." not in p for p in parts):
         raise InvalidRefError(f"{repo!r} is not a repo id: use 'org/name' (letters, digits, '.', '_', '-')")
     return repo
 
 
 def validate_revision(revision: str) -> str:
     """A branch, tag or commit; no ``..`` or leading ``/`` (folder hubs store refs as files)."""
-    if not _REVISION.match(revision) or ".." in revision or "//" in revision or revision.endswith("/"):
+    if not isinstance(revision, str) or not _REVISION.fullmatch(revision) or ".." in revision or "//" in revision or revision.endswith("/"):
         raise InvalidRefError(f"{revision!r} is not a revision: use a branch ('main'), a tag or a commit hash")
     return revision
 
@@ -118,13 +119,17 @@ def _path_ref(path: Path, ref: str) -> AdapterRef:
     return AdapterRef("folder", repo, revision, repo_dir.parent.parent)
 
 
-def parse_ref(ref: str | os.PathLike[str]) -> AdapterRef:
+def parse_ref(ref: str | bytes | os.PathLike[str]) -> AdapterRef:
     """Parse a ref (see the module docstring). The grammar is explicit: ``hf://`` and bare ``org/name[@rev]``
     are the Hugging Face Hub, ``file://`` and anything that looks like a path (:func:`looks_like_path`) is a
     folder. A bare ``org/name`` that is also a local folder is refused (:func:`refuse_ambiguous_name`) instead
     of silently loading the folder's weights where the Hub's were meant, or the other way round."""
+    if isinstance(ref, bytes):
+        ref = os.fsdecode(ref)
     if isinstance(ref, os.PathLike):
         return _path_ref(Path(ref), str(ref))
+    if not isinstance(ref, str):
+        raise InvalidRefError(f"an adapter ref is text or a path, not {type(ref).__name__}: use {_FORMS}")
     text = ref.strip()
     if not text:
         raise InvalidRefError(f"empty adapter ref: use {_FORMS}")
