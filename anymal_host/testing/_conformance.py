@@ -191,6 +191,15 @@ def _bad_inputs(modality: Modality, loaded: torch.Tensor, folder: Path) -> list[
     ]
 
 
+def _describe(source: Any) -> str:
+    """A one-line description of a source for messages."""
+    if isinstance(source, (np.ndarray, torch.Tensor)):
+        return f"{type(source).__name__} of shape {list(source.shape)}"
+    if isinstance(source, (bytes, bytearray)):
+        return f"{len(source)} bytes"
+    return " ".join(repr(source).split())[:60]
+
+
 def _check_refused(modality: Modality, subject: str, description: str, source: Any) -> None:
     """``preprocess(load(source))`` must raise :class:`InvalidSignalError` with a message."""
     fix = ("validate the source in load (or preprocess) and raise anymal_host.InvalidSignalError saying what is "
@@ -280,7 +289,7 @@ def check_modality(modality: Modality, *, bad_inputs: Sequence[Any] = ()) -> Non
                                      f"{list(long.shape)}", "set signal_spec.channels to the channels preprocess gives")
     _check_collate(modality, subject, long, short)
     with tempfile.TemporaryDirectory(prefix="anymal-conformance-") as tmp:
-        cases = _bad_inputs(modality, loaded, Path(tmp)) + [(f"bad_inputs[{i}] ({x!r:.60})", x)
+        cases = _bad_inputs(modality, loaded, Path(tmp)) + [(f"bad_inputs[{i}] ({_describe(x)})", x)
                                                             for i, x in enumerate(bad_inputs)]
         for description, source in cases:
             _check_refused(modality, subject, description, source)
@@ -294,7 +303,7 @@ def _tensor_layout(module: nn.Module) -> dict[str, tuple[tuple[int, ...], torch.
 
 
 def _build_encoder(modality: Modality, config: Mapping[str, Any], subject: str) -> Encoder:
-    fix = "make build_encoder return an anymal_host.Encoder for the modality's default_encoder config"
+    fix = "make build_encoder return an anymal_host.Encoder for this config (its default_encoder by default)"
     encoder = _run(subject, "encoder-build", f"build_encoder({dict(config)!r})", fix, modality.build_encoder,
                    dict(config))
     if not isinstance(encoder, Encoder):
@@ -337,6 +346,15 @@ def _forward(module: nn.Module, subject: str, rule: str, what: str, x: torch.Ten
     if not bool(torch.isfinite(values[out_mask]).all()):
         _fail(subject, rule, f"{what} returned NaN or inf on real steps", fix)
     return values, out_mask
+
+
+def _check_deterministic(subject: str, first: tuple[torch.Tensor, torch.Tensor], again: Any) -> None:
+    """A second forward pass over the same batch in eval mode gave ``again``: it must equal ``first``."""
+    if not (isinstance(again, tuple) and len(again) == 2
+            and all(isinstance(x, torch.Tensor) and x.shape == y.shape and torch.equal(x, y)
+                    for x, y in zip(again, first))):
+        _fail(subject, "determinism", "two forward passes over one batch in eval mode differ",
+              "keep randomness (dropout, noise) to train mode and keep no state between calls")
 
 
 def _check_invariance(subject: str, what: str, alone: Sequence[tuple[torch.Tensor, torch.Tensor]],
@@ -395,15 +413,13 @@ def check_encoder(modality: Modality, config: Mapping[str, Any] | None = None) -
         alone = [_forward(encoder, subject, "encoder-output", "forward(one item)", *modality.collate([x]), width, fix)
                  for x in (long, short)]
         again = encoder(batch, mask)
+    _check_deterministic(subject, batched, again)
     _check_invariance(subject, "feature steps", alone, batched,
                       "zero padded steps before every layer that mixes steps, and mask padded keys in attention")
     features, feature_mask = batched
     if bool(features[~feature_mask].ne(0).any()):
         _fail(subject, "padded-zeros", "features at padded steps (feature_mask False) are not zero",
               "multiply the features by feature_mask.unsqueeze(-1) before returning them")
-    if not (torch.equal(again[0], features) and torch.equal(again[1], feature_mask)):
-        _fail(subject, "determinism", "two forward passes over one batch in eval mode differ",
-              "keep randomness (dropout, noise) to train mode and keep no state between calls")
 
 
 # ----- projectors -----------------------------------------------------------------------------------------
@@ -477,10 +493,8 @@ def _check_projector(factory: Callable[..., nn.Module], subject: str, *, in_dim:
     if problem:
         _fail(subject, "token-mode", problem, "set the class attribute token_mode to 'fixed' (always num_tokens "
                                               "tokens) or 'per_step' (one token per real step, the input's mask)")
+    _check_deterministic(subject, batched, again)
     _check_invariance(subject, "tokens", alone, batched, "use the mask: ignore padded steps when pooling or attending")
-    if not (torch.equal(again[0], batched[0]) and torch.equal(again[1], batched[1])):
-        _fail(subject, "determinism", "two forward passes over one batch in eval mode differ",
-              "keep randomness (dropout, noise) to train mode and keep no state between calls")
     _check_gradients(projector, subject, features, mask)
 
 
