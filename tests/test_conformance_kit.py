@@ -18,13 +18,14 @@ import torch
 from torch import nn
 
 import anymal_host.testing as kit
-from anymal_host import DatasetSpec, Encoder, InvalidSignalError, hookimpl
+from anymal_host import DatasetSpec, InvalidSignalError, hookimpl
 from anymal_host.projectors import LinearProjector
 from anymal_host.testing import (
     RULES, ConformanceError, check_dataset, check_encoder, check_modality, check_plugin, check_projector,
     registry_with,
 )
 
+from .test_docs import _arguments
 from .toy_plugin import MeanPoolProjector, ToyEncoder, ToyModality, _toy_dataset
 
 REFERENCE = Path(__file__).resolve().parent.parent / "docs" / "reference.md"
@@ -407,21 +408,7 @@ def _testing_section() -> str:
 
 @pytest.mark.parametrize("name", [n for n in kit.__all__ if callable(getattr(kit, n)) and n != "ConformanceError"])
 def test_every_kit_function_is_documented_with_its_arguments(name):
-    import inspect
-
-    parts, star = [], False
-    for p in inspect.signature(getattr(kit, name)).parameters.values():
-        if p.kind is p.VAR_POSITIONAL:
-            parts.append(f"*{p.name}")
-            star = True
-        elif p.kind is p.VAR_KEYWORD:
-            parts.append(f"**{p.name}")
-        else:
-            if p.kind is p.KEYWORD_ONLY and not star:
-                parts.append("*")
-                star = True
-            parts.append(p.name)
-    heading = f"### {name}({', '.join(parts)})"
+    heading = f"### {name}({_arguments(getattr(kit, name))})"
     assert heading in _testing_section(), f"docs/reference.md: add '{heading}' under '## anymal_host.testing'"
 
 
