@@ -238,7 +238,9 @@ class Registry:
     def _adapter_register(self, plugin: str) -> Callable[[str, Any], None]:
         def register(name: str, path: str | os.PathLike[str]) -> None:
             folder = Path(path)
-            if not (folder / "anymal_adapter.json").is_file():
+            from adapters_hub.layout import CONFIG_NAME
+
+            if not (folder / CONFIG_NAME).is_file():
                 raise RegistrationError(f"bundled adapter {name!r} from {plugin!r}: {folder} has no anymal_adapter.json; "
                                         "register the folder of a saved adapter package")
             self._record(self._adapters, "adapter", name, folder, plugin)
