@@ -209,18 +209,20 @@ def measure_tokens(adapter: ModalityAdapter) -> torch.Tensor:
 
 
 def _tokens_of_a_different_input(adapter: ModalityAdapter) -> torch.Tensor | None:
-    """Tokens of the example input with noise of its own scale added (a fixed seed), or None when the signal is
-    not floating point. An adapter whose weights carry the signal gives different tokens; a zeroed encoder or a
-    constant projector gives the same ones for every input."""
+    """Tokens of the example input with noise of its own scale added to the loaded signal, before the package's
+    preprocessing (a fixed seed), or None when the signal is not floating point. An adapter whose weights and
+    preprocessing carry the signal gives different tokens; a zeroed encoder, a constant projector or a
+    preprocessing that wipes the signal (``scale: 0``) gives the same ones for every input."""
     options = adapter.config.preprocessing
     modality = adapter.modality
     with torch.inference_mode():
-        signal = modality.preprocess(modality.load(modality.example_input(), **options), **options)
+        signal = modality.load(modality.example_input(), **options)
         if not isinstance(signal, torch.Tensor) or not signal.is_floating_point() or not signal.numel():
             return None
         scale = float(signal.float().std()) if signal.numel() > 1 else 1.0
         noise = torch.randn(signal.shape, generator=torch.Generator().manual_seed(0)) * (scale or 1.0)
-        return adapter.encode_preprocessed([signal + noise.to(signal.dtype)])[0]
+        noisy = modality.preprocess(signal + noise.to(signal.dtype), **options)
+        return adapter.encode_preprocessed([noisy])[0]
 
 
 def check_example_tokens(adapter: ModalityAdapter, facts: HostFacts) -> None:

@@ -206,6 +206,8 @@ CASES = [
      AdapterFunctionalCheckError, "example input"),
     ("preprocessing-nan", 5, lambda f: _config_text(f, ('"preprocessing": {}', '"preprocessing": {"scale": NaN}')),
      AdapterFunctionalCheckError, "NaN or inf tokens"),
+    ("preprocessing-wipes-the-signal", 5, lambda f: _edit_config(f, preprocessing={"scale": 0}),
+     AdapterFunctionalCheckError, "same tokens of two different inputs"),
     ("preprocessing-not-an-object", 5, lambda f: _edit_config(f, preprocessing=[1, 2]), PackageCorruptError,
      "'preprocessing'"),
     ("encoder-weights-claimed-absent", 5, lambda f: (_edit_config(f, encoder__weights_included=False),
