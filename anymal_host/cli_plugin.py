@@ -18,7 +18,8 @@ def plugin_group() -> None:
               help="Folder to create anymal-plugin-NAME/ in.")
 @click.option("--description", default=None, help="One line for the package metadata, the README and "
                                                   "`anymal modalities` (default: 'NAME recordings as a sense for anymal').")
-@click.option("--force", is_flag=True, help="Replace an existing anymal-plugin-NAME/ folder (its contents are lost).")
+@click.option("--force", is_flag=True, help="Write into an existing anymal-plugin-NAME/ folder: the scaffold's files "
+                                           "replace their namesakes, every other file stays.")
 def new_command(name: str, parent: str, description: str | None, force: bool) -> None:
     """Write anymal-plugin-NAME/: a complete plugin for the modality NAME.
 

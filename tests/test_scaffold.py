@@ -79,12 +79,14 @@ def test_never_overwrites_without_force(tmp_path):
     assert new(tmp_path, "pulse").exit_code == 0
     root = tmp_path / "anymal-plugin-pulse"
     (root / "notes.txt").write_text("mine")
+    (root / "README.md").write_text("edited")
     again = new(tmp_path, "pulse")
     assert again.exit_code == 1 and "already exists" in again.output and "--force" in again.output
-    assert (root / "notes.txt").read_text() == "mine"
+    assert (root / "README.md").read_text() == "edited"
     forced = new(tmp_path, "pulse", "--force")
     assert forced.exit_code == 0, forced.output
-    assert not (root / "notes.txt").exists() and (root / "pyproject.toml").is_file()
+    # the scaffold's files are written again; anything else in the folder (a .git, runs/) stays
+    assert (root / "notes.txt").read_text() == "mine" and (root / "README.md").read_text().startswith("# anymal-plugin-pulse")
 
 
 def test_a_placeholder_without_a_value_is_an_error():

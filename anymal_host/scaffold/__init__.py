@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import keyword
 import re
-import shutil
 from pathlib import Path
 
 __all__ = ["TEMPLATE_DIR", "new_plugin", "plugin_values", "render", "check_name"]
@@ -71,18 +70,17 @@ def new_plugin(name: str, parent: str | Path = ".", *, description: str | None =
                force: bool = False) -> tuple[Path, list[Path]]:
     """Write ``parent/anymal-plugin-<name>/`` from the templates; return the folder and the files written.
 
-    An existing folder is refused (FileExistsError) unless ``force``, which replaces it entirely, so that no
-    file of an older scaffold is left behind to confuse the new one.
+    An existing folder is refused (FileExistsError) unless ``force``, which writes the scaffold's files over
+    their namesakes and leaves every other file (a ``.git``, training runs, your own modules) where it is.
     """
     values = plugin_values(name, description)
     root = Path(parent) / values["dist"]
     if root.exists() or root.is_symlink():
         if not force:
-            raise FileExistsError(f"{root} already exists: pick another --dir, remove it, or pass --force to "
-                                  "replace it (everything in it is lost)")
+            raise FileExistsError(f"{root} already exists: pick another --dir, remove it, or pass --force to write "
+                                  "the scaffold's files over the ones of the same name in it")
         if root.is_symlink() or not root.is_dir():
             raise FileExistsError(f"{root} exists and is not a folder: remove it yourself")
-        shutil.rmtree(root)
     written = []
     for template in sorted(TEMPLATE_DIR.rglob(f"*{TEMPLATE_SUFFIX}")):
         relative = template.relative_to(TEMPLATE_DIR).as_posix()[: -len(TEMPLATE_SUFFIX)]
@@ -92,4 +90,4 @@ def new_plugin(name: str, parent: str | Path = ".", *, description: str | None =
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(render(template.read_text(encoding="utf-8"), values, where=relative), encoding="utf-8")
         written.append(target)
-    return root, written
+    return root, sorted(written)
