@@ -21,12 +21,14 @@ from .errors import (
     FingerprintMismatchError, ForcedLoadWarning, HiddenSizeMismatchError, ModalityPluginMissingError,
     PackageCorruptError, PackageFileMissingError, PackageTooLargeError, TensorMismatchError, UnsafePackageError,
 )
+from .files import DuplicateKeyError, unique_keys
 from .files import link_roots, member_path, read_regular_file, require_regular
+from .layout import weight_prefixes
 from .layout import (
     CONFIG_NAME, DEFAULT_LIMITS, FORBIDDEN_SUFFIXES, LORA_CONFIG_NAME, LORA_DIR, LORA_WEIGHTS_NAME, WEIGHTS_FORMAT,
     WEIGHTS_NAME, PackageLimits,
 )
-from .schema import parse_config
+from .schema import MIN_SCHEMA_VERSION, parse_config
 from .st_header import SafetensorsHeader, normalize_dtype, read_safetensors_header
 
 __all__ = [
@@ -63,6 +65,14 @@ def check_member_name(name: str) -> PurePosixPath:
 #: Hub bookkeeping folders at the package root (huggingface_hub's ``.cache/``, a git checkout's ``.git/``): their
 #: files are not part of the package and are never published, but their links are checked like any other.
 _BOOKKEEPING_DIRS = frozenset({".cache", ".git", ".huggingface"})
+
+
+#: Deepest nesting a package entry may have (a git checkout's .git/ reaches 4-6 levels).
+_MAX_DEPTH = 16
+
+
+def _cut(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[:50] + "..." + text[-50:]
 
 
 def _utf8_name(rel: str) -> None:
@@ -126,10 +136,14 @@ def scan_package_files(folder: str | os.PathLike[str], limits: PackageLimits = D
             full = here / name
             rel = (rel_dir / name).as_posix()
             _utf8_name(rel)
+            if rel.count("/") >= _MAX_DEPTH:
+                raise UnsafePackageError(f"package entry {_cut(rel)!r} is nested {rel.count('/') + 1} folders deep: a "
+                                         f"package holds a few files and a lora/ folder; remove that folder")
             entries += 1
             if entries > 64 * limits.max_files:  # a tree of thousands of entries is not an adapter package
-                raise PackageTooLargeError(f"package holds more than {64 * limits.max_files} entries: an adapter "
-                                           f"package holds a config, weights, a README and an optional lora/ folder")
+                raise PackageTooLargeError(f"package holds more than {64 * limits.max_files} files and folders: an "
+                                           f"adapter package holds a config, weights, a README and an optional "
+                                           f"lora/ folder; remove the extra files and folders and publish again")
             info = _entry_stat(full, rel)
             if stat.S_ISLNK(info.st_mode):
                 info = _check_link(full, rel, roots, name in dirnames)
@@ -139,6 +153,11 @@ def scan_package_files(folder: str | os.PathLike[str], limits: PackageLimits = D
             if bookkeeping:
                 continue
             check_member_name(rel)
+            weights = rel.endswith(".safetensors")
+            if not weights and info.st_size > limits.max_other_file_bytes:
+                raise PackageTooLargeError(f"package file {rel!r} is {info.st_size} bytes, over the "
+                                           f"{limits.max_other_file_bytes}-byte limit for files other than weights "
+                                           f"(configs, model card): remove or shorten it and publish again")
             if info.st_size > limits.max_file_bytes:
                 raise PackageTooLargeError(f"package file {rel!r} is {info.st_size} bytes, over the "
                                            f"{limits.max_file_bytes}-byte limit: raise PackageLimits.max_file_bytes "
@@ -163,7 +182,11 @@ def _read_json(folder: Path, rel: str, limits: PackageLimits) -> Any:
     what = rel
     raw = read_regular_file(member_path(folder, rel), max_bytes=limits.max_config_bytes, what=what)
     try:
-        return json.loads(raw.decode("utf-8"))
+        return json.loads(raw.decode("utf-8"), object_pairs_hook=unique_keys)
+    except DuplicateKeyError as e:
+        raise PackageCorruptError(f"{what} has the key {e.key!r} twice: readers disagree on which one counts (this "
+                                  f"one keeps the last, others the first); fix the file or export the adapter "
+                                  f"again") from None
     except (UnicodeDecodeError, ValueError) as e:  # JSONDecodeError, and ints past Python's digit limit
         raise PackageCorruptError(f"{what} is not valid JSON ({str(e)[:160]}): the file is corrupt or was edited by "
                                   f"hand; fix it or export the adapter again") from None
@@ -204,15 +227,23 @@ def check_compatibility(
             f"{host_hidden_size}: pull the adapter trained for {host_llm_name or 'the host LLM'}, or start the host "
             f"with {config.llm.name}")
     if host_fingerprint is not None and config.llm.fingerprint != host_fingerprint:
-        message = (f"adapter {config.name!r} was trained against {config.llm.name} (fingerprint "
-                   f"{config.llm.fingerprint[:16]}), but the host LLM{host} has fingerprint {host_fingerprint[:16]}: "
-                   f"its embedding space differs")
+        theirs, ours = _differing(config.llm.fingerprint, host_fingerprint)
+        message = (f"adapter {config.name!r} was trained against {config.llm.name} (fingerprint {theirs}), but the "
+                   f"host LLM{host} has fingerprint {ours}: its embedding space differs")
         if not force:
             raise FingerprintMismatchError(
                 message + f"; pull the adapter trained for {host_llm_name or 'the host LLM'}, start the host with "
                 f"{config.llm.name}, or pass force=True to load it anyway (outputs may be garbage)")
         warnings.warn(message + "; loading anyway because force=True, outputs may be garbage", ForcedLoadWarning,
                       stacklevel=2)
+
+
+def _differing(a: str, b: str, context: int = 8) -> tuple[str, str]:
+    """Two fingerprints shown where they differ (a prefix cut short could print the same for both)."""
+    start = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    lo = max(0, start - context)
+    cut = lambda s: ("..." if lo else "") + repr(s[lo:start + context])[1:-1] + ("..." if len(s) > start + context else "")
+    return cut(a), cut(b)
 
 
 def _fmt(spec: tuple[tuple[int, ...], str]) -> str:
@@ -227,14 +258,17 @@ def check_weights_header(
     """Compare ``adapter.safetensors``' header with the config: its metadata, its tensor name prefixes, and (when
     the host passes ``expected_tensors``) every name, shape and dtype."""
     meta = header.metadata
-    wanted = {"schema_version": str(config.schema_version), "llm_fingerprint": config.llm.fingerprint,
-              "modality": config.modality, "format": WEIGHTS_FORMAT}
+    wanted = {"llm_fingerprint": config.llm.fingerprint, "modality": config.modality, "format": WEIGHTS_FORMAT}
     wrong = [f"{k}={meta.get(k)!r} (config says {v!r})" for k, v in wanted.items() if meta.get(k) != v]
+    # The config has been migrated to this schema; weights written under an older schema keep its number.
+    readable = {str(v) for v in range(MIN_SCHEMA_VERSION, config.schema_version + 1)}
+    if meta.get("schema_version") not in readable:
+        wrong.insert(0, f"schema_version={meta.get('schema_version')!r} (config says {str(config.schema_version)!r})")
     if wrong:
         raise PackageCorruptError(
             f"{WEIGHTS_NAME} metadata does not match {CONFIG_NAME}: {'; '.join(wrong)}. The weights belong to another "
             f"adapter or were saved without anymal: export the package again with save_adapter_package")
-    allowed = ("projector.", "encoder.") if config.encoder.weights_included else ("projector.",)
+    allowed = weight_prefixes(config.encoder.weights_included)
     stray = sorted(n for n in header.tensors if not n.startswith(allowed))
     if stray:
         raise TensorMismatchError(

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from .errors import PackageCorruptError, PackageFileMissingError, PackageTooLargeError, UnsafePackageError
 
-__all__ = ["describe_mode", "require_regular", "hf_snapshot_blobs", "link_roots", "member_path", "open_regular", "read_regular_file"]
+__all__ = ["DuplicateKeyError", "unique_keys", "describe_mode", "require_regular", "hf_snapshot_blobs", "link_roots",
+           "member_path", "open_regular", "read_regular_file"]
 
 _KINDS = (
     (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"),
@@ -127,3 +128,22 @@ def read_regular_file(path: str | os.PathLike[str], *, max_bytes: int, what: str
     finally:
         os.close(fd)
 
+
+
+class DuplicateKeyError(ValueError):
+    """A JSON object holds one key twice (``json`` keeps the last; other readers keep the first)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"duplicate key {key!r}")
+        self.key = key
+
+
+def unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """``object_pairs_hook`` for ``json.loads`` that refuses duplicate keys: a file whose readers could
+    disagree on its fingerprint or schema version is not one file."""
+    out: dict[str, object] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DuplicateKeyError(key)
+        out[key] = value
+    return out

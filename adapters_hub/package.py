@@ -22,6 +22,7 @@ from .checks import CheckedPackage, TensorSpec, check_package
 from .files import member_path, read_regular_file
 from .config import SCHEMA_VERSION, AdapterConfig
 from .errors import AdapterPackageError, PackageCorruptError, PackageFileMissingError, TensorMismatchError
+from .layout import weight_prefixes
 from .layout import (
     CONFIG_NAME, DEFAULT_LIMITS, LORA_CONFIG_NAME, LORA_DIR, LORA_WEIGHTS_NAME, README_NAME, WEIGHTS_FORMAT,
     WEIGHTS_NAME, PackageLimits,
@@ -53,7 +54,7 @@ def _validate_for_saving(config: AdapterConfig, tensors: Mapping[str, "torch.Ten
     validate_config_data(json.loads(config_to_json(config)), f"config of adapter {config.name!r}")
     if not tensors:
         raise TensorMismatchError("no tensors to save: pass ModalityAdapter.weights_for_saving()")
-    allowed = ("projector.", "encoder.") if config.encoder.weights_included else ("projector.",)
+    allowed = weight_prefixes(config.encoder.weights_included)
     stray = sorted(k for k in tensors if not k.startswith(allowed))
     if stray:
         raise TensorMismatchError(f"tensors {stray[:5]} are not under {' / '.join(p + '*' for p in allowed)}: save "

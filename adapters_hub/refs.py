@@ -3,8 +3,12 @@
     org/name[@rev]                    Hugging Face Hub
     hf://org/name[@rev]               Hugging Face Hub (explicit)
     file:///abs/root/org/name[@rev]   folder hub rooted at /abs/root
-    /path/to/package  ./package       a local package folder (an existing directory)
+    /path/to/package  ./package       a local package folder (an existing directory; a bare name such as
+                                      ``runs`` too, since a Hub id always has an ``org/``)
     /abs/root/org/name@rev            a folder hub repo, by path
+
+A bare ``org/name`` that is also a local folder is refused as ambiguous: write ``./org/name`` or
+``hf://org/name``.
 """
 
 from __future__ import annotations
@@ -19,24 +23,43 @@ from urllib.parse import unquote, urlsplit
 from .errors import InvalidRefError
 from .layout import CONFIG_NAME
 
-__all__ = ["AdapterRef", "parse_ref", "validate_repo_id", "validate_revision"]
+__all__ = ["AdapterRef", "parse_ref", "validate_repo_id", "validate_revision", "looks_like_path",
+           "refuse_ambiguous_name"]
 
-_NAME_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
-_REVISION = re.compile(r"^[A-Za-z0-9._-][A-Za-z0-9._/-]{0,199}$")
+# Used with fullmatch: "$" also matches before a final newline, which would let "main\n" through.
+_NAME_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+_REVISION = re.compile(r"[A-Za-z0-9._-][A-Za-z0-9._/-]{0,199}")
 _FORMS = "org/name[@revision], hf://org/name[@revision], file:///abs/root/org/name[@revision], or a package folder"
+
+
+def looks_like_path(text: str) -> bool:
+    """The one grammar for "is this a path?", shared by adapter refs and ``--llm``: absolute, ``./``/``../``,
+    ``~``-based, or deeper than ``org/name``. Anything else (``name``, ``org/name``) is a Hub id."""
+    return (text.startswith(("/", "./", "../", "~")) or text in (".", "..") or text.strip("/").count("/") > 1
+            or (os.sep != "/" and os.sep in text))
+
+
+def refuse_ambiguous_name(text: str, what: str, explicit_hub: str) -> None:
+    """A bare Hub id that is also the name of a local folder names two things: refuse it rather than silently
+    pick one (which of them was meant decides what weights are loaded). ``explicit_hub`` says how to name the
+    Hub repo explicitly (``hf://org/name`` for adapters)."""
+    if not looks_like_path(text) and Path(os.path.expanduser(text)).is_dir():
+        raise InvalidRefError(
+            f"{what} {text!r} names both the Hub repo {text} and the local folder ./{text}: write ./{text} for the "
+            f"folder, or {explicit_hub} for the Hub")
 
 
 def validate_repo_id(repo: str) -> str:
     """``org/name`` with Hub-safe characters (also what keeps folder-hub paths inside their root)."""
-    parts = repo.split("/")
-    if len(parts) != 2 or not all(_NAME_PART.match(p) and ".." not in p for p in parts):
+    parts = repo.split("/") if isinstance(repo, str) else []
+    if len(parts) != 2 or not all(_NAME_PART.fullmatch(p) and ".." not in p for p in parts):
         raise InvalidRefError(f"{repo!r} is not a repo id: use 'org/name' (letters, digits, '.', '_', '-')")
     return repo
 
 
 def validate_revision(revision: str) -> str:
     """A branch, tag or commit; no ``..`` or leading ``/`` (folder hubs store refs as files)."""
-    if not _REVISION.match(revision) or ".." in revision or "//" in revision or revision.endswith("/"):
+    if not isinstance(revision, str) or not _REVISION.fullmatch(revision) or ".." in revision or "//" in revision or revision.endswith("/"):
         raise InvalidRefError(f"{revision!r} is not a revision: use a branch ('main'), a tag or a commit hash")
     return revision
 
@@ -96,11 +119,17 @@ def _path_ref(path: Path, ref: str) -> AdapterRef:
     return AdapterRef("folder", repo, revision, repo_dir.parent.parent)
 
 
-def parse_ref(ref: str | os.PathLike[str]) -> AdapterRef:
-    """Parse a ref (see the module docstring). Plain ``org/name`` means the Hugging Face Hub unless a folder of
-    that name exists, in which case the folder wins (it is what the user has in front of them)."""
+def parse_ref(ref: str | bytes | os.PathLike[str]) -> AdapterRef:
+    """Parse a ref (see the module docstring). The grammar is explicit: ``hf://`` and bare ``org/name[@rev]``
+    are the Hugging Face Hub, ``file://`` and anything that looks like a path (:func:`looks_like_path`) is a
+    folder. A bare ``org/name`` that is also a local folder is refused (:func:`refuse_ambiguous_name`) instead
+    of silently loading the folder's weights where the Hub's were meant, or the other way round."""
+    if isinstance(ref, bytes):
+        ref = os.fsdecode(ref)
     if isinstance(ref, os.PathLike):
         return _path_ref(Path(ref), str(ref))
+    if not isinstance(ref, str):
+        raise InvalidRefError(f"an adapter ref is text or a path, not {type(ref).__name__}: use {_FORMS}")
     text = ref.strip()
     if not text:
         raise InvalidRefError(f"empty adapter ref: use {_FORMS}")
@@ -113,11 +142,13 @@ def parse_ref(ref: str | os.PathLike[str]) -> AdapterRef:
         return _path_ref(Path(unquote(parts.path)), ref)
     if "://" in text:
         raise InvalidRefError(f"{ref!r}: unknown scheme; use {_FORMS}")
-    looks_like_path = text.startswith(("/", "./", "../", "~")) or os.sep != "/" and os.sep in text
     candidate = Path(os.path.expanduser(text))
-    if candidate.is_dir() or looks_like_path:
+    if looks_like_path(text):
         base = Path(os.path.expanduser(_split_revision(text)[0]))
         if not candidate.is_dir() and not base.is_dir():
             raise InvalidRefError(f"{ref!r} looks like a path but no such folder exists: check the path")
         return _path_ref(candidate, ref)
+    if "/" not in text.split("@", 1)[0] and candidate.is_dir():  # a single name can only be a folder
+        return _path_ref(candidate, ref)
+    refuse_ambiguous_name(_split_revision(text)[0], "adapter ref", f"hf://{text}")
     return _hub_ref(text, ref)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import PackageCorruptError, PackageTooLargeError
-from .files import open_regular
+from .files import DuplicateKeyError, open_regular, unique_keys
 
 __all__ = ["DTYPE_BITS", "DTYPE_SIZES", "MAX_NDIM", "parse_safetensors_header", "TensorInfo", "SafetensorsHeader", "read_safetensors_header", "normalize_dtype"]
 
@@ -113,7 +113,9 @@ def _short(value: object, limit: int = 80) -> str:
 
 def _parse_json(path: Path, raw: bytes) -> object:
     try:
-        return json.loads(raw.decode("utf-8"))
+        return json.loads(raw.decode("utf-8"), object_pairs_hook=unique_keys)
+    except DuplicateKeyError as e:
+        raise _bad(path, f"the header has the key {e.key!r} twice") from None
     except (UnicodeDecodeError, ValueError) as e:  # JSONDecodeError, and ints past Python's digit limit
         raise _bad(path, f"header is not JSON: {_short(str(e), 120)}") from None
     except RecursionError:

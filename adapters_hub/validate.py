@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -44,8 +45,15 @@ class ConfigBounds:
 
 
 DEFAULT_BOUNDS = ConfigBounds()
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_MODALITY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_MODALITY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # used with fullmatch: "$" would let "toy\n" through
+# Unicode categories no name should hold: controls (C0, C1 such as the terminal CSI), format characters (the
+# right-to-left override that makes a name print as another), surrogates (not encodable), line and paragraph
+# separators.
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def _unprintable(text: str) -> bool:
+    return any(unicodedata.category(ch) in _UNPRINTABLE for ch in text)
 
 
 def json_depth(value: Any, limit: int) -> int:
@@ -66,9 +74,9 @@ def validate_adapter_name(name: Any, what: str = "adapter name") -> str:
     """A non-empty name without surrounding spaces or control characters (what the host lists adapters by)."""
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"{what} {name!r} is empty: give the adapter a name such as 'imu-linear'")
-    if name != name.strip() or _CONTROL.search(name) or len(name) > 128:
-        raise ValueError(f"{what} {name[:80]!r} has surrounding spaces, control characters or over 128 characters: "
-                         f"use letters, digits, '-', '_' and '.'")
+    if name != name.strip() or _unprintable(name) or len(name) > 128:
+        raise ValueError(f"{what} {name[:80]!r} has surrounding spaces, control or invisible format characters, or "
+                         f"over 128 characters: use letters, digits, '-', '_' and '.'")
     return name
 
 
@@ -85,6 +93,8 @@ def _string(limit_attr: str = "max_string", *, allow_empty: bool = False, allow_
         if not isinstance(value, str) or (not allow_empty and not value.strip()) or len(value) > limit:
             empty = "" if allow_empty else "non-empty "
             return f"a {empty}string of at most {limit} characters" + (" or null" if allow_none else "")
+        if any(unicodedata.category(ch) == "Cs" for ch in value):
+            return "text without lone surrogates (they cannot be written as UTF-8)"
         return None
     return rule
 
@@ -103,21 +113,36 @@ def _bool(value: Any, bounds: ConfigBounds) -> str | None:
 
 
 def _options(*, allow_none: bool = False) -> Rule:
-    """A JSON object with string keys, nested at most ``max_depth`` levels."""
+    """A JSON object with string keys, nested at most ``max_depth`` levels, whose integers stay within
+    ``max_width``: options size what is built (a Perceiver's depth, an encoder's width), and building a
+    million layers takes minutes and gigabytes even on the meta device."""
     def rule(value: Any, bounds: ConfigBounds) -> str | None:
         if value is None and allow_none:
             return None
         if (not isinstance(value, dict) or not all(isinstance(k, str) for k in value)
                 or json_depth(value, bounds.max_depth) > bounds.max_depth):
             return f"a JSON object nested at most {bounds.max_depth} levels" + (" or null" if allow_none else "")
+        if any(isinstance(v, int) and not isinstance(v, bool) and abs(v) > bounds.max_width for v in _leaves(value)):
+            return f"a JSON object whose whole numbers are at most {bounds.max_width} in size"
         return None
     return rule
 
 
-def _positive_or_none(value: Any, bounds: ConfigBounds) -> str | None:
+def _leaves(value: Any) -> list[Any]:
+    """Every scalar inside a JSON value (depth is bounded before this is called)."""
+    if isinstance(value, dict):
+        return [leaf for v in value.values() for leaf in _leaves(v)]
+    if isinstance(value, list):
+        return [leaf for v in value for leaf in _leaves(v)]
+    return [value]
+
+
+def _embedding_scale(value: Any, bounds: ConfigBounds) -> str | None:
+    """An LLM's embedding root mean square: real LLMs sit around 0.01-1; a huge value would switch the token
+    scale check off."""
     ok = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-                           and value > 0)
-    return None if ok else "a positive finite number or null"
+                           and 1e-6 <= value <= 100)
+    return None if ok else "a number from 1e-06 to 100, or null"
 
 
 def _metrics(value: Any, bounds: ConfigBounds) -> str | None:
@@ -131,7 +156,7 @@ def _metrics(value: Any, bounds: ConfigBounds) -> str | None:
 
 
 def _modality(value: Any, bounds: ConfigBounds) -> str | None:
-    ok = isinstance(value, str) and _MODALITY.match(value)
+    ok = isinstance(value, str) and _MODALITY.fullmatch(value)
     return None if ok else "a modality name: letters, digits, '.', '_' or '-', at most 64 characters"
 
 
@@ -165,7 +190,7 @@ FIELD_RULES: dict[str, tuple[bool, Rule]] = {
     "llm.hidden_size": (True, _int(1, "max_width")),
     "llm.fingerprint": (True, _string()),
     "llm.revision": (False, _string(allow_none=True)),
-    "llm.embedding_rms": (False, _positive_or_none),
+    "llm.embedding_rms": (False, _embedding_scale),
     "preprocessing": (False, _options()),
     "lora": (False, _options(allow_none=True)),
     "metrics": (False, _metrics),

@@ -4,9 +4,10 @@ A plugin needs only ``from anymal_host import hookimpl`` (plus :class:`Modality`
 modality). Everything heavy (torch models, weights) loads on first use, never at import.
 """
 
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
-from .adapter import ModalityAdapter
 from .errors import (
     AdapterNotFoundError,
     AnymalError,
@@ -18,16 +19,40 @@ from .errors import (
     UnsupportedAttachmentError,
 )
 from .hookspecs import hookimpl
-from .host import AnymalHost
-from .llm import LLM, LLMOptions
-from .modality import DatasetSpec, Encoder, Modality, SignalSpec, pad_sequences
-from .plugins import Registry, get_registry
-from .prompt import Attachment, EmbeddedBatch
 
 try:
     __version__ = version("anymal")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
+
+# Names whose modules import torch (or transformers): loaded on first access, so that `from anymal_host import
+# hookimpl` and `anymal --help` cost a plugin or a user no torch import (PEP 562 module __getattr__).
+_LAZY = {
+    "AnymalHost": "host", "LLM": "llm", "LLMOptions": "llm", "Modality": "modality", "SignalSpec": "modality",
+    "Encoder": "modality", "DatasetSpec": "modality", "pad_sequences": "modality", "ModalityAdapter": "adapter",
+    "Attachment": "prompt", "EmbeddedBatch": "prompt", "Registry": "plugins", "get_registry": "plugins",
+}
+
+if TYPE_CHECKING:
+    from .adapter import ModalityAdapter
+    from .host import AnymalHost
+    from .llm import LLM, LLMOptions
+    from .modality import DatasetSpec, Encoder, Modality, SignalSpec, pad_sequences
+    from .plugins import Registry, get_registry
+    from .prompt import Attachment, EmbeddedBatch
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value  # later accesses skip this function
+        return value
+    raise AttributeError(f"module 'anymal_host' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "__version__",

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from adapters_hub.config import AdapterConfig
+from adapters_hub.layout import weight_prefixes
 
 from .modality import Modality
 from .plugins import Registry, get_registry
@@ -89,6 +90,5 @@ class ModalityAdapter(nn.Module):
 
     def weights_for_saving(self) -> dict[str, torch.Tensor]:
         """The tensors that go into ``adapter.safetensors``."""
-        keep_encoder = self.config.encoder.weights_included
-        return {k: v.detach().contiguous() for k, v in self.state_dict().items()
-                if k.startswith("projector.") or (keep_encoder and k.startswith("encoder."))}
+        prefixes = weight_prefixes(self.config.encoder.weights_included)
+        return {k: v.detach().contiguous() for k, v in self.state_dict().items() if k.startswith(prefixes)}

@@ -15,7 +15,8 @@ from .plugins import Registry, get_registry
 
 __all__ = ["cli", "make_cli", "main"]
 
-_LLM_HELP = ("LLM to use: a Hub id or a local folder. Default: $ANYMAL_LLM, else the embedded "
+_LLM_HELP = ("LLM to use: a Hub id (org/name) or a local folder (/abs/path or ./path; a bare org/name that is "
+             "also a folder is refused as ambiguous). Default: $ANYMAL_LLM, else the embedded "
              "SmolLM2-135M-Instruct (converted once into $ANYMAL_HOME).")
 
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from tqdm.auto import tqdm
+
+from adapters_hub.atomic import fsync_tree, replace_dir, temp_sibling
 
 from .errors import LLMLoadError
 from .paths import anymal_home
@@ -77,16 +77,14 @@ def _convert(gguf: Path, target: Path, progress: bool) -> None:
     model.generation_config = gguf_model.generation_config
     steps.update()
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    tmp = temp_sibling(target)
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / _MARKER).write_text(json.dumps({"source": str(gguf), "name": DEFAULT_LLM_NAME}, indent=2))
-        if target.exists():  # an earlier, interrupted conversion: its marker is missing
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
+        fsync_tree(tmp)
+        replace_dir(tmp, target)  # an earlier, interrupted conversion there (its marker missing) is replaced
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
     steps.update()
     steps.close()

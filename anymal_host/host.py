@@ -324,9 +324,11 @@ def _adapter_name(name: str) -> str:
 
 
 def _folder_modality(folder: Path) -> str | None:
-    import json
+    """The modality of a bundled package, through the same safe reader as every package (a folder a plugin
+    registered is still a folder on disk: a pipe named like its config must not block the host)."""
+    from adapters_hub import AdapterPackageError, read_package_config
 
     try:
-        return json.loads((Path(folder) / "anymal_adapter.json").read_text())["modality"]
-    except (OSError, ValueError, KeyError):
+        return read_package_config(folder).modality
+    except AdapterPackageError:
         return None

@@ -80,6 +80,13 @@ class LLM:
 
             source, display = str(default_llm_path(progress=progress)), DEFAULT_LLM_NAME
         else:
+            from adapters_hub.refs import InvalidRefError, refuse_ambiguous_name
+
+            try:  # transformers itself would silently read the folder: name which one is meant
+                refuse_ambiguous_name(requested, "--llm", "run from a folder without it (transformers reads a folder "
+                                                          "of that name first)")
+            except InvalidRefError as e:
+                raise LLMLoadError(str(e)) from None
             source = display = requested
             if _looks_like_path(requested) and not Path(requested).expanduser().exists():
                 raise LLMLoadError(f"LLM path {requested!r} does not exist: pass an existing folder with config.json "
@@ -208,9 +215,11 @@ def embedding_fingerprint(model: Any) -> str:
 
 
 def _looks_like_path(name: str) -> bool:
-    """A Hub id is ``name`` or ``org/name``; anything absolute, relative-dotted, home-based, deeper, or
-    existing on disk is a path."""
-    return name.startswith((".", "/", "~")) or name.strip("/").count("/") > 1 or Path(name).expanduser().exists()
+    """A Hub id is ``name`` or ``org/name``; anything absolute, ``./``-relative, home-based or deeper is a path
+    (the grammar adapter refs use too). A bare id that is also a folder was refused before this is asked."""
+    from adapters_hub.refs import looks_like_path
+
+    return looks_like_path(name)
 
 
 def _bnb_config(options: LLMOptions, compute_dtype: torch.dtype) -> Any:

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from adapters_hub.layout import ENCODER_PREFIX
 from adapters_hub import (
     CONFIG_NAME, DEFAULT_LIMITS, LORA_DIR, WEIGHTS_NAME, AdapterConfig, AdapterPackageError, AdapterPackageWarning,
     PackageLimits, TensorMismatchError, check_package, check_weights_header, read_checked_weights, tensor_specs,
@@ -52,12 +53,16 @@ if TYPE_CHECKING:
     from .llm import LLM
 
 __all__ = ["HostFacts", "build_adapter", "build_adapter_from_folder", "verify_package", "measure_tokens",
-           "AdapterBuildError", "AdapterFunctionalCheckError", "LoraNotHotLoadableError", "MAX_TOKEN_SCALE"]
+           "check_example_tokens", "AdapterBuildError", "AdapterFunctionalCheckError", "LoraNotHotLoadableError",
+           "MAX_TOKEN_SCALE", "MIN_TOKEN_SCALE"]
 
 #: How much larger (root mean square) projected tokens may be than the LLM's own token embeddings. Trained
-#: adapters stay within a few times the embedding scale; tokens thousands of times larger drown the prompt and
-#: every answer comes out empty or garbage.
-MAX_TOKEN_SCALE = 1000.0
+#: adapters stay within a few times the embedding scale (the bundled IMU adapter: about 5x); at a few hundred
+#: times the tokens drown the prompt and answers turn to garbage.
+MAX_TOKEN_SCALE = 100.0
+#: How much smaller they may be: tokens a thousand times below the embeddings' scale carry nothing the LLM can
+#: read (a zeroed projector, a subnormal one).
+MIN_TOKEN_SCALE = 1e-3
 
 
 class AdapterBuildError(AdapterPackageError):
@@ -120,7 +125,7 @@ def build_adapter(folder: str | os.PathLike[str], registry: Registry, facts: Hos
     tensors = read_checked_weights(checked, limits=limits)
     adapter = _build(config, registry, meta=False)
     missing, unexpected = adapter.load_state_dict(tensors, strict=False)
-    allowed_missing = () if config.encoder.weights_included else ("encoder.",)
+    allowed_missing = () if config.encoder.weights_included else (ENCODER_PREFIX,)
     missing = [k for k in missing if not (allowed_missing and k.startswith(allowed_missing))]
     if missing or unexpected:
         raise TensorMismatchError(
@@ -151,7 +156,12 @@ def verify_package(folder: str | os.PathLike[str], registry: Registry, facts: Ho
     if facts is None:
         from adapters_hub import read_package_config
 
-        facts = HostFacts(embedding_rms=read_package_config(folder, limits).llm.embedding_rms)
+        config = read_package_config(folder, limits)
+        facts = HostFacts(embedding_rms=config.llm.embedding_rms)
+        if facts.embedding_rms is None:
+            warnings.warn(f"adapter {config.name!r} does not record its LLM's embedding scale (llm.embedding_rms, "
+                          f"written by anymal since 0.1): the token-scale check runs only when a host loads it",
+                          AdapterPackageWarning, stacklevel=2)
     return build_adapter(folder, registry, facts, limits=limits).config
 
 
@@ -198,12 +208,29 @@ def measure_tokens(adapter: ModalityAdapter) -> torch.Tensor:
         return adapter.encode([adapter.modality.example_input()])[0]
 
 
+def _tokens_of_a_different_input(adapter: ModalityAdapter) -> torch.Tensor | None:
+    """Tokens of the example input with noise of its own scale added (a fixed seed), or None when the signal is
+    not floating point. An adapter whose weights carry the signal gives different tokens; a zeroed encoder or a
+    constant projector gives the same ones for every input."""
+    options = adapter.config.preprocessing
+    modality = adapter.modality
+    with torch.inference_mode():
+        signal = modality.preprocess(modality.load(modality.example_input(), **options), **options)
+        if not isinstance(signal, torch.Tensor) or not signal.is_floating_point() or not signal.numel():
+            return None
+        scale = float(signal.float().std()) if signal.numel() > 1 else 1.0
+        noise = torch.randn(signal.shape, generator=torch.Generator().manual_seed(0)) * (scale or 1.0)
+        return adapter.encode_preprocessed([signal + noise.to(signal.dtype)])[0]
+
+
 def check_example_tokens(adapter: ModalityAdapter, facts: HostFacts) -> None:
-    """Step 6: run the modality's example input through ``adapter`` and require usable tokens."""
+    """Step 6: run the modality's example input (and a noisy copy of it) through ``adapter`` and require usable
+    tokens; see the module docstring."""
     config = adapter.config
     what = f"adapter {config.name!r}"
     try:
         tokens = measure_tokens(adapter)
+        other = _tokens_of_a_different_input(adapter)
     except Exception as e:  # plugin code (preprocessing options of the wrong type or range, shapes...)
         raise AdapterFunctionalCheckError(
             f"{what} fails on the {config.modality!r} plugin's example input ({type(e).__name__}: {e}): its "
@@ -214,20 +241,42 @@ def check_example_tokens(adapter: ModalityAdapter, facts: HostFacts) -> None:
         raise AdapterFunctionalCheckError(f"{what} turns the example input into a tensor of shape "
                                           f"{list(tokens.shape)}, not [tokens, {width}]: the plugin or projector is "
                                           f"broken; upgrade the plugin or export the adapter again")
-    if config.token_mode == "fixed" and tokens.shape[0] != config.num_tokens:
-        raise AdapterFunctionalCheckError(
-            f"{what} says it makes {config.num_tokens} tokens per attachment (token_mode fixed) but its projector "
-            f"makes {tokens.shape[0]} of the example input: set num_tokens to {tokens.shape[0]}, or token_mode to "
-            f"per_step if the count follows the input's length")
+    _check_token_count(adapter, tokens.shape[0])
     if not bool(torch.isfinite(tokens).all()):
         raise AdapterFunctionalCheckError(f"{what} turns the example input into NaN or inf tokens: its weights are "
                                           f"broken; publish an earlier checkpoint")
     rms = float(tokens.float().pow(2).mean().sqrt())
     if facts.embedding_rms is not None and facts.embedding_rms > 0:
-        limit = MAX_TOKEN_SCALE * facts.embedding_rms
-        if not math.isfinite(rms) or rms > limit:
+        ratio = rms / facts.embedding_rms
+        if not math.isfinite(ratio) or not MIN_TOKEN_SCALE <= ratio <= MAX_TOKEN_SCALE:
             raise AdapterFunctionalCheckError(
-                f"{what} makes tokens of scale {rms:.3g} (root mean square) from the example input, over "
-                f"{MAX_TOKEN_SCALE:g}x the scale of the LLM's own token embeddings ({facts.embedding_rms:.3g}): they "
-                f"would drown the prompt and every answer would be empty or garbage. The weights are corrupt or "
-                f"were trained for another LLM; publish an earlier checkpoint")
+                f"{what} makes tokens of scale {rms:.3g} (root mean square) from the example input, {ratio:.3g}x the "
+                f"scale of the LLM's own token embeddings ({facts.embedding_rms:.3g}); a usable adapter stays between "
+                f"{MIN_TOKEN_SCALE:g}x and {MAX_TOKEN_SCALE:g}x (larger tokens drown the prompt, smaller ones carry "
+                f"nothing). The weights are corrupt or were trained for another LLM; publish an earlier checkpoint")
+    if other is not None and other.shape == tokens.shape:
+        spread = float((other.float() - tokens.float()).abs().max())
+        if spread <= 1e-6 * max(rms, 1e-12):
+            raise AdapterFunctionalCheckError(
+                f"{what} makes the same tokens of two different inputs (the example and a noisy copy of it): its "
+                f"weights carry no signal (a zeroed encoder or a constant projector), so every answer would ignore "
+                f"the attachment. Publish a trained checkpoint")
+
+
+def _check_token_count(adapter: ModalityAdapter, count: int) -> None:
+    """The config's token facts must be what the projector does: the mode the projector declares, and for a
+    per-step projector the count it makes of the example input."""
+    config = adapter.config
+    what = f"adapter {config.name!r}"
+    declared = getattr(adapter.projector, "token_mode", None)
+    if declared in ("fixed", "per_step") and declared != config.token_mode:
+        raise AdapterFunctionalCheckError(
+            f"{what} says token_mode {config.token_mode!r} but its {config.projector.type!r} projector is "
+            f"{declared!r}: set token_mode to {declared!r} in {CONFIG_NAME} (or export the adapter again)")
+    if count != config.num_tokens:
+        mode = "fixed" if config.token_mode == "fixed" else "per_step, counted on the example input"
+        raise AdapterFunctionalCheckError(
+            f"{what} says it makes {config.num_tokens} tokens ({mode}) but its projector makes {count} of the "
+            f"example input: set num_tokens to {count} in {CONFIG_NAME}"
+            + ("" if config.token_mode == "per_step" else ", or token_mode to per_step if the count follows the "
+               "input's length"))

@@ -37,7 +37,9 @@ class Encoder(nn.Module):
     """Base class of modality encoders.
 
     ``forward(signals, mask)`` takes a collated batch ``[B, T, ...]`` and a boolean step mask ``[B, T]``
-    (True = real data) and returns ``(features [B, T', feature_dim], feature_mask [B, T'])``.
+    (True = real data) and returns ``(features [B, T', feature_dim], feature_mask [B, T'])``. Features at
+    padded steps are exactly zero, and an item's features do not depend on what it is batched with (the
+    conformance kit's ``check_encoder`` checks both).
     """
 
     #: Width D of the features this encoder returns; the projector is sized from it.

@@ -16,14 +16,16 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import pluggy
 
 from . import hookspecs
 from .default_plugins import DEFAULT_PLUGINS
 from .errors import PluginError, RegistrationError, UnknownModalityError, UnsupportedAttachmentError
-from .modality import DatasetSpec, Modality
+
+if TYPE_CHECKING:
+    from .modality import DatasetSpec, Modality
 
 __all__ = ["PluginInfo", "Registry", "get_registry", "reset_registry", "ENTRY_POINT_GROUP"]
 
@@ -199,6 +201,8 @@ class Registry:
 
     def _modality_register(self, plugin: str) -> Callable[[Modality], None]:
         def register(modality: Modality) -> None:
+            from .modality import Modality  # torch loads when a modality is registered, not at import
+
             if not isinstance(modality, Modality):
                 raise RegistrationError(f"register_modalities from {plugin!r} passed {modality!r}: "
                                         "pass an instance of anymal_host.Modality")
@@ -219,6 +223,8 @@ class Registry:
 
     def _dataset_register(self, plugin: str) -> Callable[[DatasetSpec], None]:
         def register(spec: DatasetSpec) -> None:
+            from .modality import DatasetSpec
+
             if not isinstance(spec, DatasetSpec):
                 raise RegistrationError(f"register_datasets from {plugin!r} passed {spec!r}: pass an anymal_host.DatasetSpec")
             if ":" not in spec.name:
@@ -232,7 +238,9 @@ class Registry:
     def _adapter_register(self, plugin: str) -> Callable[[str, Any], None]:
         def register(name: str, path: str | os.PathLike[str]) -> None:
             folder = Path(path)
-            if not (folder / "anymal_adapter.json").is_file():
+            from adapters_hub.layout import CONFIG_NAME
+
+            if not (folder / CONFIG_NAME).is_file():
                 raise RegistrationError(f"bundled adapter {name!r} from {plugin!r}: {folder} has no anymal_adapter.json; "
                                         "register the folder of a saved adapter package")
             self._record(self._adapters, "adapter", name, folder, plugin)

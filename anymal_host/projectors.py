@@ -81,8 +81,13 @@ class PerceiverResampler(nn.Module):
         max_steps: int = 4096,
     ) -> None:
         super().__init__()
-        if num_tokens is None or num_tokens < 1:
-            raise ValueError(f"perceiver needs num_tokens >= 1, got {num_tokens!r}")
+        # Options come from adapter configs other people wrote: each is a whole number in a range that real
+        # resamplers use, so a config cannot ask for a million layers (minutes and gigabytes even on meta).
+        for option, value, high in (("num_tokens", num_tokens, 4096), ("depth", depth, 64), ("heads", heads, 256),
+                                    ("ff_mult", ff_mult, 16), ("max_steps", max_steps, 65536),
+                                    ("dim", dim if dim is not None else 1, 65536)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+                raise ValueError(f"perceiver option {option}={value!r}: use a whole number from 1 to {high}")
         dim = dim or out_dim
         if dim % heads:
             raise ValueError(f"perceiver width {dim} is not divisible by heads={heads}: pick heads that divide it")

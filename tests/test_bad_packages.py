@@ -188,7 +188,11 @@ CASES = [
     ("numpy-pickle", 3, lambda f: (f / "stats.npz").write_bytes(b"PK"), UnsafePackageError, "pickle"),
     # 4: configs that ask for a huge model (built on the meta device, refused before any allocation)
     ("perceiver-asks-16-gb", 4, lambda f: _edit_config(f, projector__type="perceiver", projector__options={
-        "max_steps": 1_000_000, "dim": 4096, "heads": 8}), TensorMismatchError, "does not match"),
+        "max_steps": 65536, "dim": 65536, "heads": 8}), TensorMismatchError, "does not match"),
+    ("perceiver-asks-a-million-layers", 4, lambda f: _edit_config(f, projector__type="perceiver", projector__options={
+        "depth": 1_000_000, "heads": 4}), PackageCorruptError, "whole numbers are at most 65536"),
+    ("perceiver-asks-60000-layers", 4, lambda f: _edit_config(f, projector__type="perceiver", projector__options={
+        "depth": 60000, "heads": 4}), AdapterBuildError, "depth=60000: use a whole number from 1 to 64"),
     ("encoder-asks-wide", 4, lambda f: _edit_config(f, encoder__config={"width": 60000}, projector__in_dim=60000),
      TensorMismatchError, "does not match"),
     ("token-count-out-of-range", 4, lambda f: _edit_config(f, num_tokens=1_000_000), PackageCorruptError,
@@ -230,11 +234,41 @@ CASES = [
      "'description'"),
     ("token-count-is-bool", 5, lambda f: _edit_config(f, num_tokens=True), PackageCorruptError, "'num_tokens'"),
     ("encoder-key-missing", 5, lambda f: _edit_config(f, encoder=_DELETE), PackageCorruptError, "'encoder'"),
+    ("weights-all-zero", 5, lambda f: _rewrite_weights(f, lambda t: [v.zero_() for v in t.values()]),
+     AdapterFunctionalCheckError, "0x the scale"),
+    ("tokens-constant", 5, _scale_weights(0.5), AdapterFunctionalCheckError, "same tokens of two different inputs"),
+    ("tokens-tiny", 5, lambda f: _rewrite_weights(f, lambda t: (t["projector.heads.weight"].mul_(1e-9),
+                                                                t["projector.heads.bias"].mul_(1e-9))),
+     AdapterFunctionalCheckError, "carry nothing"),
+    ("encoder-zeroed", 5, lambda f: _rewrite_weights(f, lambda t: [t[k].zero_() for k in t if k.startswith("encoder.")]),
+     AdapterFunctionalCheckError, "same tokens of two different inputs"),
+    ("config-duplicate-fingerprint", 3, lambda f: _config_text(f, ('"llm": {', '"llm": {"fingerprint": "sha256:0", ')),
+     PackageCorruptError, "has the key 'fingerprint' twice"),
+    ("config-duplicate-schema", 3, lambda f: _config_text(f, ('"anymal_version"', '"schema_version": 0, "anymal_version"')),
+     PackageCorruptError,
+     "twice"),
+    ("header-duplicate-tensor", 3, _raw_weights(b'{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, '
+                                                b'"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}',
+                                                b"\0" * 4), PackageCorruptError, "key 'a' twice"),
+    ("modality-trailing-newline", 5, lambda f: _edit_config(f, modality="toy\n"), PackageCorruptError, "'modality'"),
+    ("perceiver-heads-true", 4, lambda f: _edit_config(f, projector__type="perceiver",
+                                                        projector__options={"heads": True}),
+     AdapterBuildError, "heads=True"),
+    ("embedding-scale-absurd", 5, lambda f: _edit_config(f, llm__embedding_rms=1e300), PackageCorruptError,
+     "'llm.embedding_rms'"),
+    ("nested-too-deep", 1, lambda f: (f.joinpath(*["d"] * 20)).mkdir(parents=True), UnsafePackageError,
+     "folders deep"),
+    ("readme-huge", 3, lambda f: os.truncate((f / "README.md"), 64 << 20), PackageTooLargeError,
+     "files other than weights"),
     # 9: names
     ("name-empty", 9, lambda f: _edit_config(f, name=""), PackageCorruptError, "is empty"),
     ("name-whitespace", 9, lambda f: _edit_config(f, name="   "), PackageCorruptError, "is empty"),
     ("name-control-characters", 9, lambda f: _edit_config(f, name="toy\nadapter"), PackageCorruptError,
-     "control characters"),
+     "control or invisible"),
+    ("name-right-to-left-override", 9, lambda f: _edit_config(f, name="toy\u202eadapter"), PackageCorruptError,
+     "control or invisible"),
+    ("name-lone-surrogate", 9, lambda f: _config_text(f, ('"name": "toy-meanpool"', '"name": "toy\\ud800"')),
+     PackageCorruptError, "'name'"),
     ("name-padded", 9, lambda f: _edit_config(f, name=" toy "), PackageCorruptError, "surrounding spaces"),
 ]
 
@@ -328,3 +362,65 @@ def test_token_count_shown_is_what_the_projector_emits(tiny, registry, tmp_path)
     [(_, summary)] = hub.list()
     assert summary.tokens_text == "1 token per encoder step (12 for the example input)"
     assert hub.info("lab/linear").summary.token_mode == "per_step"
+
+
+@pytest.fixture
+def linear_package(tiny, registry, tmp_path) -> Path:
+    from adapters_hub import save_adapter_package
+    from anymal_host import ModalityAdapter
+
+    from .conftest import toy_config
+
+    config = toy_config(tiny, projector="linear", num_tokens=64)
+    torch.manual_seed(2)
+    adapter = ModalityAdapter.from_config(config, registry)
+    config.token_mode, config.num_tokens = adapter.token_facts()
+    save_adapter_package(tmp_path / "linear", config, adapter.weights_for_saving())
+    return tmp_path / "linear"
+
+
+@pytest.mark.parametrize("changes, fragment", [
+    ({"token_mode": "fixed"}, "says token_mode 'fixed' but its 'linear' projector is 'per_step'"),
+    ({"num_tokens": 999}, "says it makes 999 tokens (per_step, counted on the example input) but its projector "
+                          "makes 12"),
+])
+def test_token_facts_that_lie_are_refused(serving, linear_package, tmp_path, changes, fragment):
+    host, name, before = serving
+    model, slot = host.llm.model, host.adapters[name]
+    bad = tmp_path / "lying"
+    shutil.copytree(linear_package, bad)
+    _edit_config(bad, **changes)
+    with pytest.raises(AdapterFunctionalCheckError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        host.load_adapter(str(bad), name=name)
+    _assert_still_serving(host, name, before, model, slot)
+    host.load_adapter(str(linear_package), name="linear")  # the honest one loads
+
+
+def test_schema0_weights_metadata_is_accepted(serving, good, tmp_path):
+    """A schema-0 package whose weights carry schema_version '0' (as its writer stamped them) loads: the config
+    is migrated, the weights are those of the schema they were written under."""
+    host, _, _ = serving
+    old = tmp_path / "schema0"
+    shutil.copytree(good, old)
+    data = json.loads((old / "anymal_adapter.json").read_text())
+    data["schema_version"] = 0
+    data["num_query_tokens"] = data.pop("num_tokens")
+    data["projector"]["kind"] = data["projector"].pop("type")
+    (old / "anymal_adapter.json").write_text(json.dumps(data))
+    _rewrite_weights(old, lambda t: None, {"schema_version": "0"})
+    assert host.load_adapter(str(old), name="old") == "old"
+
+
+@pytest.mark.parametrize("ref, fragment", [
+    (b"/no/such/folder", "no such folder exists"),
+    (42, "not int"),
+    ("lab/toy@ma\nin", "is not a revision"),  # refused before any network access
+])
+def test_odd_refs_are_refused_with_the_ref_error(serving, ref, fragment):
+    from adapters_hub import InvalidRefError
+
+    host, name, before = serving
+    model, slot = host.llm.model, host.adapters[name]
+    with pytest.raises(InvalidRefError, match=fragment):
+        host.load_adapter(ref, name=name)
+    _assert_still_serving(host, name, before, model, slot)

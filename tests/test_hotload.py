@@ -54,10 +54,11 @@ def save(adapter: ModalityAdapter, folder: Path) -> Path:
 
 
 def constant_adapter(llm, registry, value: float, name: str) -> ModalityAdapter:
-    """An adapter whose every output token is ``value`` everywhere: which one encoded a signal is visible."""
+    """An adapter whose every output is ``value`` plus a tiny input-dependent part (a truly constant adapter is
+    refused by the functional check): which one encoded a signal is visible in the sign of its tokens."""
     adapter = make_adapter(llm, registry, name=name)
     with torch.no_grad():
-        adapter.projector.heads.weight.zero_()
+        adapter.projector.heads.weight.mul_(1e-3)
         adapter.projector.heads.bias.fill_(value)
     return adapter
 
@@ -337,7 +338,7 @@ def test_replacing_and_unloading_by_name(serving, tiny, registry, tmp_path):
 
 
 class _Recorder:
-    """Which adapter (by the constant it outputs) encoded each request's attachments, per thread."""
+    """Which adapter (by the sign of the tokens it outputs) encoded each request's attachments, per thread."""
 
     def __init__(self) -> None:
         self.local = threading.local()
@@ -346,7 +347,7 @@ class _Recorder:
 
     def hook(self, module, inputs, output):
         if isinstance(module, ModalityAdapter):
-            values = set(torch.unique(output[0]).tolist())
+            values = set(torch.unique(torch.sign(output[0])).tolist())
             with self.lock:
                 self.seen.setdefault((threading.get_ident(), getattr(self.local, "request", -1)), set()).update(values)
 
@@ -479,10 +480,12 @@ def test_bundled_auto_load_keeps_the_request_snapshot(tiny, registry, tmp_path):
         handle.remove()
     assert armed == [True], "the bundled adapter should have been built during the request"
     assert host.active_adapter_name("toy") == "toy" and host.adapters["toy"].adapter is b  # the swap happened
-    # both toy attachments were encoded by a (all ones): the adapter of the request's snapshot
+    # both toy attachments were encoded by a (ones, up to its tiny input-dependent part): the adapter of the
+    # request's snapshot
     ones = torch.ones(4, tiny.hidden_size)
     row = batch.inputs_embeds[0]
-    hits = [i for i in range(row.shape[0] - 3) if torch.equal(row[i:i + 4].float(), ones)]
+    near = lambda block, target: torch.allclose(block.float(), target, atol=0.1)  # noqa: E731
+    hits = [i for i in range(row.shape[0] - 3) if near(row[i:i + 4], ones)]
     assert len(hits) == 2
-    assert not any(torch.equal(row[i:i + 4].float(), -ones) for i in range(row.shape[0] - 3))
+    assert not any(near(row[i:i + 4], -ones) for i in range(row.shape[0] - 3))
     assert host.adapters["toy2-bundled"].kind == "bundled"

@@ -60,3 +60,16 @@ def test_default_llm_fingerprint_is_the_same_when_quantized(default_llm):
     assert quantized.fingerprint == default_llm.fingerprint
     # projector-facing facts are unchanged by quantization
     assert quantized.hidden_size == 576 and quantized.embed(torch.tensor([[1, 2]])).dtype == torch.float32
+
+
+def test_a_bare_llm_id_that_is_also_a_folder_is_refused(tmp_path, monkeypatch):
+    from anymal_host.errors import LLMLoadError
+    from anymal_host.llm import LLM
+
+    (tmp_path / "org" / "model").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(LLMLoadError, match=r"names both the Hub repo org/model and the local folder ./org/model: "
+                                           r"write ./org/model for the folder"):
+        LLM.load("org/model")
+    with pytest.raises(LLMLoadError, match="names both"):
+        LLM.load("org")  # a one-part Hub id (like gpt2) too

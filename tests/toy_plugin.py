@@ -3,6 +3,7 @@ step per line, two channels) and a new projector type (``meanpool``). The host h
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -23,7 +24,8 @@ class ToyEncoder(Encoder):
         self.proj = nn.Linear(2, width)
 
     def forward(self, signals: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.tanh(self.proj(signals)), mask
+        # Padded steps are exactly zero (the conformance kit's rule 'padded-zeros').
+        return torch.tanh(self.proj(signals)) * mask.unsqueeze(-1).to(signals.dtype), mask
 
 
 class ToyModality(Modality):
@@ -37,11 +39,18 @@ class ToyModality(Modality):
         if isinstance(source, (str, Path)):
             path = Path(source)
             if not path.is_file():
-                raise InvalidSignalError(f"toy file {path} does not exist")
-            source = np.loadtxt(path, dtype=np.float32, ndmin=2)
-        array = torch.as_tensor(np.asarray(source, dtype=np.float32))
-        if array.ndim != 2 or array.shape[1] != 2:
-            raise InvalidSignalError(f"toy signals have shape [T, 2], got {tuple(array.shape)}")
+                raise InvalidSignalError(f"toy file {path} does not exist or is not a file: pass a .toy file")
+            source = path.read_bytes()
+        try:
+            if isinstance(source, bytes):
+                source = np.loadtxt(io.StringIO(source.decode("utf-8")), dtype=np.float32, ndmin=2)
+            array = torch.as_tensor(np.asarray(source, dtype=np.float32))
+        except (UnicodeDecodeError, TypeError, ValueError) as exc:
+            raise InvalidSignalError(f"toy data must be lines of two numbers ({exc}): fix the file") from exc
+        if array.ndim != 2 or array.shape[1] != 2 or array.shape[0] == 0:
+            raise InvalidSignalError(f"toy signals have shape [T >= 1, 2], got {tuple(array.shape)}")
+        if not bool(torch.isfinite(array).all()):
+            raise InvalidSignalError("toy signal holds NaN or inf: fill or drop the missing values")
         return array
 
     def preprocess(self, signal: torch.Tensor, **options: Any) -> torch.Tensor:
@@ -76,7 +85,7 @@ def _toy_dataset(split: str, **options: Any) -> list[dict[str, Any]]:
         rising = i % 2 == 0
         base = torch.linspace(0, 1, 12) if rising else torch.linspace(1, 0, 12)
         signal = torch.stack([base, base], 1) + 0.01 * torch.randn(12, 2, generator=generator)
-        items.append({"signal": signal, "caption": "It rises." if rising else "It falls.", "label": "rising" if rising else "falling"})
+        items.append({"signal": signal, "caption": "It is rising." if rising else "It is falling.", "label": "rising" if rising else "falling"})
     return items
 
 

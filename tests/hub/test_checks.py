@@ -328,7 +328,12 @@ def test_every_check_can_be_skipped_by_passing_none(package):
     check_package(package)  # structural checks only (what hubs run before publishing)
 
 
-def test_fingerprint_in_message_is_shortened(package, host_facts):
+def test_fingerprint_in_message_is_shortened_to_where_they_differ(package, host_facts):
     with pytest.raises(FingerprintMismatchError) as info:
         check_package(package, host_fingerprint="1" * 64)
-    assert FINGERPRINT[:16] in str(info.value) and FINGERPRINT not in str(info.value)
+    assert "fingerprint ffffffff..." in str(info.value) and "fingerprint 11111111..." in str(info.value)
+    assert FINGERPRINT not in str(info.value)
+    # differing in the last character only: the message shows the end, where they differ
+    with pytest.raises(FingerprintMismatchError) as info:
+        check_package(package, host_fingerprint="f" * 63 + "0")
+    assert "fingerprint ...fffffffff)" in str(info.value) and "fingerprint ...ffffffff0" in str(info.value)

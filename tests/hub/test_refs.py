@@ -33,11 +33,17 @@ def test_existing_package_folder_is_local(package, monkeypatch):
     assert parse_ref("./pkg") == AdapterRef("local", path=package)
 
 
-def test_folder_named_like_a_repo_wins_over_the_hub(tmp_path, monkeypatch, package):
+def test_a_bare_repo_id_that_is_also_a_folder_is_refused(tmp_path, monkeypatch, package):
     (tmp_path / "org").mkdir()
     package.rename(tmp_path / "org" / "name")
     monkeypatch.chdir(tmp_path)
-    assert parse_ref("org/name").kind == "local"
+    with pytest.raises(InvalidRefError, match=r"names both the Hub repo org/name and the local folder ./org/name: "
+                                              r"write ./org/name for the folder, or hf://org/name for the Hub"):
+        parse_ref("org/name")
+    with pytest.raises(InvalidRefError, match="names both"):
+        parse_ref("org/name@main")
+    assert parse_ref("./org/name").kind == "local"
+    assert parse_ref("hf://org/name") == AdapterRef("hf", "org/name")
 
 
 def test_folder_hub_repo_by_path(tmp_path):
@@ -49,7 +55,7 @@ def test_folder_hub_repo_by_path(tmp_path):
 @pytest.mark.parametrize("ref, message", [
     ("", "empty adapter ref"),
     ("just-a-name", "cannot parse adapter ref"),
-    ("org/name/extra", "cannot parse adapter ref"),
+    ("org/name/extra", "looks like a path but no such folder exists"),
     ("hf://../etc", "cannot parse adapter ref"),
     ("hf://org/..", "cannot parse adapter ref"),
     ("org/name@", "is not a revision"),

@@ -6,9 +6,26 @@ The host finds it through the ``anymal`` entry point (``anymal_plugin_imu.plugin
 
 from __future__ import annotations
 
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from .captions import ACTIVITIES, CAPTION_TEMPLATES, activity_from_text, caption_for
-from .modality import EXAMPLES_DIR, ImuModality, example_path
-from .signals import CHANNEL_NAMES, SAMPLE_RATE, WINDOW, windows
+
+# numpy and torch load when these are first used, not when the host imports the plugin to list its commands.
+_LAZY = {"EXAMPLES_DIR": "modality", "ImuModality": "modality", "example_path": "modality",
+         "CHANNEL_NAMES": "signals", "SAMPLE_RATE": "signals", "WINDOW": "signals", "windows": "signals"}
+
+if TYPE_CHECKING:
+    from .modality import EXAMPLES_DIR, ImuModality, example_path
+    from .signals import CHANNEL_NAMES, SAMPLE_RATE, WINDOW, windows
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'anymal_plugin_imu' has no attribute {name!r}")
 
 __all__ = [
     "ACTIVITIES",

@@ -9,10 +9,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from anymal_host.hookspecs import hookimpl
-from anymal_host.modality import DatasetSpec
 
 from .captions import ACTIVITIES, activity_from_text
-from .modality import ImuModality
 
 __all__ = ["register_modalities", "register_datasets", "register_adapters", "ADAPTERS_DIR"]
 
@@ -38,11 +36,15 @@ def _build_hapt(split: str, **options: Any) -> list[dict[str, Any]]:
 
 @hookimpl
 def register_modalities(register: Callable[[Any], None]) -> None:
+    from .modality import ImuModality  # numpy and torch load here, not when `anymal --help` imports the plugin
+
     register(ImuModality())
 
 
 @hookimpl
 def register_datasets(register: Callable[[Any], None]) -> None:
+    from anymal_host.modality import DatasetSpec
+
     register(DatasetSpec(
         name="imu:hapt",
         modality="imu",

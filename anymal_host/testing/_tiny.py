@@ -13,7 +13,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers, decoders
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from .llm import LLM
+from ..llm import LLM
 
 __all__ = ["tiny_llm", "tiny_tokenizer"]
 
@@ -31,6 +31,8 @@ CORPUS = [
 
 
 def tiny_tokenizer() -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer (400 tokens) trained on a few sentences, with SmolLM2's ChatML template and
+    special tokens; deterministic, no download."""
     tok = Tokenizer(models.BPE(unk_token=None, byte_fallback=False))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -44,6 +46,11 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
 
 
 def tiny_llm(hidden_size: int = 32, seed: int = 0) -> LLM:
+    """An :class:`~anymal_host.LLM` wrapping a 2-layer LLaMA with :func:`tiny_tokenizer`.
+
+    :param hidden_size: the LLM's width H (a multiple of 4, the number of attention heads).
+    :param seed: torch seed of the random weights (the global RNG is seeded with it).
+    """
     tokenizer = tiny_tokenizer()
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
