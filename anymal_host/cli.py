@@ -338,6 +338,8 @@ from .cli_training import eval_command, train_group  # noqa: E402  (commands liv
 
 cli.add_command(train_group)
 cli.add_command(eval_command)
+from .cli_plugin import plugin_group  # noqa: E402  (`anymal plugin new`: the scaffold)
+cli.add_command(plugin_group)
 
 
 def make_cli(registry: Registry | None = None) -> click.Group:
