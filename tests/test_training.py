@@ -98,3 +98,21 @@ def test_unknown_dataset_is_explained(tmp_path, host):
 
     with pytest.raises(UnknownModalityError, match="unknown data set 'smell:roses'"):
         train(config(tmp_path, dataset="smell:roses"), host, progress=False)
+
+
+def test_validation_items_are_the_evaluation_s_class_balanced_pick(tmp_path, host):
+    # One picker for training and evaluation: validation uses select_items' seeded, class-balanced subset,
+    # spread over the split (the loop used to take the first items of each class in data order).
+    from anymal_host.evaluation import select_items
+    from anymal_host.training.loop import _Run
+
+    run = _Run.setup(config(tmp_path, dataset="toy:levels", val_items=6, seed=3), host, progress=False)
+    val = host.registry.dataset("toy:levels").build("val", seed=3)
+    expected = select_items(val, 6, seed=3)
+    assert len(run.val_items) == 6
+    assert [item["signal"].tolist() for item in run.val_items] == [item["signal"].tolist() for item in expected]
+    assert sorted(item["label"] for item in run.val_items) == ["high"] * 3 + ["low"] * 3
+    first_of_each = [item for item in val if item["label"] == "high"][:3] + [item for item in val if item["label"] == "low"][:3]
+    assert {tuple(item["signal"].flatten().tolist()) for item in run.val_items} != \
+           {tuple(item["signal"].flatten().tolist()) for item in first_of_each}
+    run.bar.close()

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from adapters_hub import AdapterConfig, EncoderRef, LLMRef, ProjectorSpec, load_adapter_package
 
 from ..adapter import ModalityAdapter, run_collated
+from ..evaluation.selection import select_items
 from ..host import AnymalHost
 from ..llm import LLMOptions
 from ..modality import DatasetSpec
@@ -134,7 +135,9 @@ class _Run:
         adapter, optimizer, scheduler = accelerator.prepare(adapter, optimizer, scheduler)
 
         train_items = _limit(spec.build("train", seed=config.seed), config.max_train_items, config.seed)
-        val_items = _balanced(spec.build("val", seed=config.seed), config.val_items)
+        # The evaluation's class-balanced pick: seeded and spread over the whole split, not the first items of
+        # each class (on data ordered by person, those would all come from one person).
+        val_items = select_items(spec.build("val", seed=config.seed), config.val_items, config.seed)
         questions = spec.questions or tuple(q.format(modality=spec.modality) for q in GENERIC_QUESTIONS)
         _log(accelerator, f"training {adapter_config.name}: {len(train_items)} train / {len(val_items)} val examples, "
                           f"{_count(adapter, trainable=True):,} trainable parameters, stage {config.stage}, "
@@ -328,20 +331,6 @@ def _limit(items: Sequence[Any], limit: int | None, seed: int) -> list[Any]:
         return list(items)
     order = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed)).tolist()[:limit]
     return [items[i] for i in sorted(order)]
-
-
-def _balanced(items: Sequence[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
-    """Up to ``limit`` items, taken round-robin over labels (in data order) so every class is validated."""
-    by_label: dict[Any, list[dict[str, Any]]] = {}
-    for item in items:
-        by_label.setdefault(item.get("label"), []).append(item)
-    out: list[dict[str, Any]] = []
-    queues = [list(reversed(v)) for v in by_label.values()]
-    while len(out) < limit and any(queues):
-        for queue in queues:
-            if queue and len(out) < limit:
-                out.append(queue.pop())
-    return out
 
 
 def _count(module: torch.nn.Module, trainable: bool) -> int:
