@@ -29,7 +29,7 @@ from ..llm import LLMOptions
 from ..modality import DatasetSpec
 from ..prompt import Attachment, assemble
 from .checkpoint import load_trainer_state, prune_checkpoints, save_checkpoint
-from .config import TrainConfig
+from .config import TrainConfig, encoder_config
 from .plots import save_loss_curve
 
 __all__ = ["train", "TrainResult", "GENERIC_QUESTIONS"]
@@ -216,16 +216,14 @@ class _Run:
 
 def _adapter_config(config: TrainConfig, host: AnymalHost, spec: DatasetSpec) -> AdapterConfig:
     modality = host.registry.modality(spec.modality)
-    encoder_config = dict(config.encoder or modality.default_encoder)
-    if "name" not in encoder_config:
-        raise ValueError(f"modality {modality.name!r} declares no default encoder: pass an encoder config with a 'name'")
-    name = encoder_config.pop("name")
-    feature_dim = getattr(modality.build_encoder({"name": name, **encoder_config}), "feature_dim")
+    encoder_options = encoder_config(modality, config.encoder)
+    name = encoder_options.pop("name")
+    feature_dim = getattr(modality.build_encoder({"name": name, **encoder_options}), "feature_dim")
     llm = host.llm
     return AdapterConfig(
         name=config.name or f"{modality.name}-{config.projector}",
         modality=modality.name,
-        encoder=EncoderRef(name=name, config=encoder_config, weights_included=True, trainable=config.train_encoder),
+        encoder=EncoderRef(name=name, config=encoder_options, weights_included=True, trainable=config.train_encoder),
         projector=ProjectorSpec(type=config.projector, in_dim=feature_dim, out_dim=llm.hidden_size,
                                 options=dict(config.projector_options)),
         llm=LLMRef(**llm.describe()),

@@ -1,0 +1,86 @@
+"""What a training run builds from its config: the encoder config (merged into the modality's default), the data
+(built with the adapter's preprocessing options), and the ``anymal datasets`` listing of what can be built."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from adapters_hub import read_package_config
+from anymal_host import AnymalHost, DatasetSpec, Registry, hookimpl
+from anymal_host.training import TrainConfig, train
+
+from . import toy_plugin
+
+
+class DialModality(toy_plugin.ToyModality):
+    """The toy modality under another name, with a default encoder (the toy modality declares none)."""
+
+    name = "dial"
+    file_extensions = (".dial",)
+    media_types = ()
+    default_encoder = {"name": "toy", "width": 4}
+
+
+class DialPlugin:
+    """A plugin whose data set records every ``build`` call's options, so tests see what training passed."""
+
+    def __init__(self) -> None:
+        self.builds: list[tuple[str, dict[str, Any]]] = []
+
+    def build(self, split: str, **options: Any) -> list[dict[str, Any]]:
+        self.builds.append((split, dict(options)))
+        scale = float(options.get("scale", 1.0))  # what the modality's preprocess would do with the option
+        generator = torch.Generator().manual_seed({"train": 0, "val": 1, "test": 2}[split])
+        return [{"signal": scale * (torch.full((6, 2), 1.0 if i % 2 else -1.0) + 0.05 * torch.randn(6, 2, generator=generator)),
+                 "caption": "It is high." if i % 2 else "It is low.", "label": "high" if i % 2 else "low"}
+                for i in range(8)]
+
+    @hookimpl
+    def register_modalities(self, register):
+        register(DialModality())
+
+    @hookimpl
+    def register_datasets(self, register):
+        register(DatasetSpec(name="dial:levels", modality="dial", build=self.build, description="high and low dials",
+                             labels=("high", "low"), questions=("Is it high or low?",), info={"task": "level"}))
+
+
+@pytest.fixture
+def dial() -> DialPlugin:
+    return DialPlugin()
+
+
+@pytest.fixture
+def host(tiny, monkeypatch, dial) -> AnymalHost:
+    monkeypatch.setenv("ANYMAL_LOAD_PLUGINS", "")
+    return AnymalHost(tiny, registry=Registry.from_environment(extra_plugins=[toy_plugin, dial]))
+
+
+def short(tmp_path, **overrides) -> TrainConfig:
+    base = dict(dataset="dial:levels", output_dir=str(tmp_path / "run"), steps=2, batch_size=4, lr=5e-3, eval_every=2,
+                val_items=4, warmup_steps=1)
+    return TrainConfig(**{**base, **overrides})
+
+
+# ----- the encoder config ---------------------------------------------------------------------------------
+
+
+def test_encoder_options_without_a_name_change_the_default_encoder(tmp_path, host):
+    result = train(short(tmp_path, encoder={"width": 6}), host, progress=False)
+    encoder = read_package_config(result.best_dir).encoder
+    assert encoder.name == "toy" and encoder.config == {"width": 6}
+
+
+def test_an_encoder_name_of_its_own_replaces_the_default(tmp_path, host):
+    result = train(short(tmp_path, encoder={"name": "toy-small"}), host, progress=False)
+    encoder = read_package_config(result.best_dir).encoder
+    assert encoder.name == "toy-small" and encoder.config == {}  # the default's width belongs to another encoder
+
+
+def test_no_default_and_no_name_names_the_fix(tmp_path, host):
+    with pytest.raises(ValueError, match=r"modality 'toy' declares no default encoder, so the encoder config needs a "
+                                         r"'name': pass --encoder-option name=ENCODER with width=6"):
+        train(short(tmp_path, dataset="toy:levels", encoder={"width": 6}), host, progress=False)
