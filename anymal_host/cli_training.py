@@ -41,6 +41,9 @@ def _train_options(function):
                      help="Projector option, e.g. depth=2 (repeatable)."),
         click.option("--encoder-option", "encoder_options", multiple=True, metavar="KEY=VALUE",
                      help="Encoder config, e.g. name=imu-conv-transformer width=128 (repeatable)."),
+        click.option("--preprocess", "preprocessing", multiple=True, metavar="KEY=VALUE",
+                     help="Preprocessing option (repeatable): passed to the data set's build and to load/preprocess "
+                          "at inference, recorded in the adapter."),
         click.option("--init-encoder", default=None, type=click.Path(exists=True),
                      help="Start the encoder from encoder.safetensors (pretrain-encoder) or an adapter package folder."),
         click.option("--freeze-encoder", is_flag=True, help="Train the projector only."),
@@ -71,6 +74,7 @@ def _run_training(stage: int, llm: str | None, **kwargs) -> None:
 
     kwargs["projector_options"] = _parse_options(kwargs.pop("projector_options"), "--projector-option")
     kwargs["encoder"] = _parse_options(kwargs.pop("encoder_options"), "--encoder-option")
+    kwargs["preprocessing"] = _parse_options(kwargs.pop("preprocessing"), "--preprocess")
     kwargs["train_encoder"] = not kwargs.pop("freeze_encoder")
     config = TrainConfig(stage=stage, **kwargs)
     host = AnymalHost(llm, llm_options=LLMOptions(quantization=config.quantization))
@@ -154,11 +158,13 @@ def instruct(**kwargs) -> None:
 @click.option("--max-new-tokens", default=24, show_default=True, help="Longest answer.")
 @click.option("--question", default=None, help="Question to ask (default: the data set's first).")
 @click.option("--no-baseline", is_flag=True, help="Skip the text-only baseline.")
+@click.option("--preprocess", "build_options", multiple=True, metavar="KEY=VALUE",
+              help="Data set build option (repeatable), on top of the adapter's recorded preprocessing.")
 @click.option("--update-card", is_flag=True, help="Write the figures into the adapter folder's config and model card.")
 @click.option("--llm", default=None, help="LLM (Hub id or folder); default $ANYMAL_LLM or the embedded one.")
 def eval_command(dataset: str, adapter_ref: str | None, split: str, output_dir: str | None, limit: int | None,
-                 batch_size: int, max_new_tokens: int, question: str | None, no_baseline: bool, update_card: bool,
-                 llm: str | None) -> None:
+                 batch_size: int, max_new_tokens: int, question: str | None, no_baseline: bool,
+                 build_options: tuple[str, ...], update_card: bool, llm: str | None) -> None:
     """Answer every held-out item with the LLM and score the answers.
 
     Reports accuracy parsed from the generated text, a confusion matrix, BLEU-4 / ROUGE-L / CIDEr of the
@@ -171,7 +177,8 @@ def eval_command(dataset: str, adapter_ref: str | None, split: str, output_dir: 
     spec = host.registry.dataset(dataset)
     name = host.load_adapter(adapter_ref) if adapter_ref else None
     report = evaluate(host, spec, split=split, adapter=name, question=question, batch_size=batch_size, limit=limit,
-                      max_new_tokens=max_new_tokens, baseline=not no_baseline)
+                      max_new_tokens=max_new_tokens, baseline=not no_baseline,
+                      build_options=_parse_options(build_options, "--preprocess"))
     click.echo(report.summary())
     if output_dir:
         written = save_report(report, output_dir)

@@ -84,3 +84,56 @@ def test_no_default_and_no_name_names_the_fix(tmp_path, host):
     with pytest.raises(ValueError, match=r"modality 'toy' declares no default encoder, so the encoder config needs a "
                                          r"'name': pass --encoder-option name=ENCODER with width=6"):
         train(short(tmp_path, dataset="toy:levels", encoder={"width": 6}), host, progress=False)
+
+
+# ----- preprocessing --------------------------------------------------------------------------------------
+
+
+def test_preprocessing_is_recorded_and_the_data_is_built_with_it(tmp_path, host, dial):
+    result = train(short(tmp_path, preprocessing={"scale": 2.0}), host, progress=False)
+    assert read_package_config(result.best_dir).preprocessing == {"scale": 2.0}
+    assert {split for split, _ in dial.builds} == {"train", "val"}
+    assert all(options == {"seed": 0, "scale": 2.0} for _, options in dial.builds)
+
+    # evaluation builds the data the way the adapter was trained, and explicit options go on top
+    from anymal_host.evaluation import evaluate
+
+    name = host.load_adapter(str(result.best_dir))
+    dial.builds.clear()
+    evaluate(host, host.registry.dataset("dial:levels"), adapter=name, limit=2, baseline=False, progress=False,
+             max_new_tokens=2, caption_scores=False)
+    evaluate(host, host.registry.dataset("dial:levels"), adapter=name, limit=2, baseline=False, progress=False,
+             max_new_tokens=2, caption_scores=False, build_options={"scale": 3.0, "extra": "x"})
+    assert dial.builds == [("test", {"scale": 2.0}), ("test", {"scale": 3.0, "extra": "x"})]
+
+
+def test_a_preprocessing_seed_is_refused_before_training(tmp_path, host, dial):
+    with pytest.raises(ValueError, match="preprocessing option 'seed' clashes"):
+        train(short(tmp_path, preprocessing={"seed": 1}), host, progress=False)
+    assert dial.builds == []
+
+
+def test_cli_flags_reach_the_data_and_the_package(tmp_path, host, dial, monkeypatch):
+    """The third party's command line: --encoder-option width=6 without name=, and --preprocess."""
+    from click.testing import CliRunner
+
+    from anymal_host.cli_training import eval_command, train_group
+
+    monkeypatch.setattr("anymal_host.host.AnymalHost", lambda *args, **kwargs: host)  # the tiny LLM's host
+    out = tmp_path / "cli"
+    result = CliRunner().invoke(train_group, ["align", "--data", "dial:levels", "--out", str(out), "--steps", "2",
+                                              "--batch-size", "4", "--eval-every", "2", "--val-items", "4",
+                                              "--encoder-option", "width=6", "--preprocess", "scale=2",
+                                              "--preprocess", "mode=fast"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    config = read_package_config(out / "best")
+    assert config.encoder.name == "toy" and config.encoder.config == {"width": 6}
+    assert config.preprocessing == {"scale": 2, "mode": "fast"}  # JSON where it parses, else a string
+    assert dial.builds[0] == ("train", {"seed": 0, "scale": 2, "mode": "fast"})
+
+    dial.builds.clear()
+    result = CliRunner().invoke(eval_command, ["--data", "dial:levels", "--adapter", str(out / "best"), "--limit", "2",
+                                               "--no-baseline", "--max-new-tokens", "2", "--preprocess", "scale=3"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert dial.builds == [("test", {"scale": 3, "mode": "fast"})]

@@ -51,7 +51,8 @@ def evaluate(
         baseline: also ask the question without the signal (``report.baseline``).
         progress: show a tqdm progress bar.
         seed: picks the ``limit`` items.
-        build_options: passed to ``dataset.build(split, **build_options)``.
+        build_options: passed to ``dataset.build(split, **options)`` on top of the adapter's recorded
+            ``preprocessing`` (the options it was trained with), which the data set always gets.
         task: name for model-card keys (``activity`` -> ``activity_accuracy``); default ``dataset.info["task"]``.
         caption_scores: compute BLEU-4 / ROUGE-L / CIDEr (needs sacrebleu, rouge-score, pycocoevalcap).
     """
@@ -60,7 +61,10 @@ def evaluate(
     if caption_scores:
         require_caption_packages()
     adapter = _answering_adapter(host, adapter, dataset.modality)
-    items = select_items(list(dataset.build(split, **dict(build_options or {}))), limit, seed)
+    # The data is built the way the adapter was trained: its recorded preprocessing, then any explicit options.
+    options = {**host.adapters[adapter].adapter.config.preprocessing, **dict(build_options or {})}
+
+    items = select_items(list(dataset.build(split, **options)), limit, seed)
     if not items:
         raise ValueError(f"data set {dataset.name!r} has no items in split {split!r}: nothing to evaluate")
     for i, item in enumerate(items):

@@ -34,7 +34,8 @@ class TrainConfig:
     projector_options: dict[str, Any] = field(default_factory=dict)
     # Tokens per attachment (perceiver: exact; linear/mlp: the encoder's output steps decide).
     num_tokens: int = 64
-    # Options the modality's ``load``/``preprocess`` get at inference, recorded in the package.
+    # Options the modality's ``load``/``preprocess`` get at inference, recorded in the package; training passes
+    # them to ``DatasetSpec.build(split, seed=..., **preprocessing)`` too, so the data matches what is served.
     preprocessing: dict[str, Any] = field(default_factory=dict)
     # Optimiser steps in all.
     steps: int = 400

@@ -92,6 +92,9 @@ class _Run:
         from accelerate import Accelerator
         from transformers import get_cosine_schedule_with_warmup
 
+        if "seed" in config.preprocessing:  # before anything is built: it would only fail at the data's build
+            raise ValueError("the preprocessing option 'seed' clashes with the seed training passes to the data set's "
+                             "build: set TrainConfig.seed / --seed instead")
         accelerator = Accelerator(cpu=not torch.cuda.is_available())
         host = host or AnymalHost(llm_options=LLMOptions(quantization=config.quantization))
         llm = host.llm
@@ -134,10 +137,13 @@ class _Run:
             llm.model.to(accelerator.device)
         adapter, optimizer, scheduler = accelerator.prepare(adapter, optimizer, scheduler)
 
-        train_items = _limit(spec.build("train", seed=config.seed), config.max_train_items, config.seed)
+        # The data is built with the preprocessing the package records, so the adapter is trained on what it serves.
+        train_items = _limit(spec.build("train", seed=config.seed, **config.preprocessing), config.max_train_items,
+                             config.seed)
         # The evaluation's class-balanced pick: seeded and spread over the whole split, not the first items of
         # each class (on data ordered by person, those would all come from one person).
-        val_items = select_items(spec.build("val", seed=config.seed), config.val_items, config.seed)
+        val_items = select_items(spec.build("val", seed=config.seed, **config.preprocessing), config.val_items,
+                                 config.seed)
         questions = spec.questions or tuple(q.format(modality=spec.modality) for q in GENERIC_QUESTIONS)
         _log(accelerator, f"training {adapter_config.name}: {len(train_items)} train / {len(val_items)} val examples, "
                           f"{_count(adapter, trainable=True):,} trainable parameters, stage {config.stage}, "
