@@ -4,6 +4,10 @@
 from __future__ import annotations
 
 import json
+import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -54,6 +58,8 @@ def _train_options(function):
         click.option("--encoder-lr", default=None, type=float, help="Peak learning rate of the encoder (default --lr)."),
         click.option("--eval-every", default=50, show_default=True, help="Validate and checkpoint every N steps."),
         click.option("--val-items", default=96, show_default=True, help="Validation examples (class-balanced)."),
+        click.option("--val-generate", default=32, show_default=True,
+                     help="Validation items answered at each validation for the validation accuracy (0: off)."),
         click.option("--max-train-items", default=None, type=int, help="Use at most this many training examples."),
         click.option("--seed", default=0, show_default=True, help="Seed for init, data order and questions."),
         click.option("--quantize", "quantization", type=click.Choice(["4bit", "8bit"]), default=None,
@@ -78,9 +84,35 @@ def _run_training(stage: int, llm: str | None, **kwargs) -> None:
     kwargs["train_encoder"] = not kwargs.pop("freeze_encoder")
     config = TrainConfig(stage=stage, **kwargs)
     host = AnymalHost(llm, llm_options=LLMOptions(quantization=config.quantization))
-    result = train(config, host)
+    with _print_training_warnings():
+        result = train(config, host)
     click.echo(f"best checkpoint: {result.best_dir} (validation loss {result.best_val_loss:.3f})")
+    if result.val_accuracy is not None:
+        click.echo(f"last validation accuracy: {result.val_accuracy:.1%}")
     click.echo(f"loss curve: {result.loss_curve}")
+
+
+@contextmanager
+def _print_training_warnings() -> Iterator[None]:
+    """Print a run's :class:`NotLearningWarning` as a ``warning:`` line when it is raised, above the progress bar
+    (Python's default would print a source location and could repeat or hide it)."""
+    from tqdm.auto import tqdm
+
+    from .training import NotLearningWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", NotLearningWarning)
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None) -> None:
+            if issubclass(category, NotLearningWarning):
+                with tqdm.external_write_mode(file=sys.stderr):  # clears the bar, then redraws it below
+                    click.echo(click.style("warning: ", fg="yellow") + str(message), err=True)
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show  # catch_warnings puts the original back
+        yield
 
 
 @train_group.command(name="align")

@@ -18,7 +18,7 @@ def host(tiny, registry):
 
 def config(tmp_path, **overrides):
     base = dict(dataset="toy:ramps", output_dir=str(tmp_path / "run"), projector="linear", encoder={"name": "toy", "width": 8},
-                steps=12, batch_size=4, lr=5e-3, eval_every=6, val_items=4, warmup_steps=2, seed=0)
+                steps=12, batch_size=4, lr=5e-3, eval_every=6, val_items=4, val_generate=4, warmup_steps=2, seed=0)
     return TrainConfig(**{**base, **overrides})
 
 
@@ -35,7 +35,7 @@ def test_stage1_trains_the_adapter_only_and_writes_packages(tmp_path, host):
                                         host_fingerprint=host.llm.fingerprint)
     assert cfg.modality == "toy" and cfg.projector.type == "linear" and cfg.llm.fingerprint == host.llm.fingerprint
     assert {k.split(".")[0] for k in tensors} == {"encoder", "projector"}
-    assert "val_loss" in cfg.metrics
+    assert "val_loss" in cfg.metrics and "val_accuracy" in cfg.metrics  # toy:ramps items carry labels
     assert (result.output_dir / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
     assert len(json.loads((result.output_dir / "history.json").read_text())) == 12
     assert sorted(p.name for p in (result.output_dir / "checkpoints").iterdir()) == ["step-000006", "step-000012"]
@@ -63,6 +63,9 @@ def test_resume_continues_exactly(tmp_path, host):
     resumed = train(config(tmp_path / "b", steps=8, eval_every=4, resume_from=str(halfway)), host, progress=False)
     assert [h["step"] for h in resumed.history] == list(range(1, 9))
     assert resumed.history[-1]["loss"] == pytest.approx(straight.history[-1]["loss"], rel=1e-4)
+    # validation answers are greedy and resume with the history: the accuracy record continues the same way
+    assert [h.get("val_accuracy") for h in resumed.history] == [h.get("val_accuracy") for h in straight.history]
+    assert [h.get("not_learning") for h in resumed.history] == [h.get("not_learning") for h in straight.history]
     _, a = load_adapter_package(straight.last_dir)
     _, b = load_adapter_package(resumed.last_dir)
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)

@@ -53,6 +53,9 @@ class TrainConfig:
     eval_every: int = 50
     # Validation examples used for the validation loss (fixed subset, class-balanced when labels exist).
     val_items: int = 96
+    # Validation items answered by generation at each validation, for the validation accuracy (a fixed,
+    # class-balanced subset; only when the items carry labels). 0 turns it off. Costs one greedy answer per item.
+    val_generate: int = 32
     # Train on at most this many examples (None = all); handy for quick runs.
     max_train_items: int | None = None
     # Seed for initialisation, data order and question choice.

@@ -13,6 +13,7 @@ import math
 import random
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -28,6 +29,8 @@ from ..host import AnymalHost
 from ..llm import LLMOptions
 from ..modality import DatasetSpec
 from ..prompt import Attachment, assemble
+from .accuracy import (MAX_NEW_TOKENS, PATIENCE, NotLearningWarning, ValidationAnswers, not_learning_message,
+                       not_learning_streak)
 from .checkpoint import load_trainer_state, prune_checkpoints, save_checkpoint
 from .config import TrainConfig, encoder_config
 from .plots import save_loss_curve
@@ -52,6 +55,8 @@ class TrainResult:
     best_val_loss: float
     history: list[dict[str, Any]] = field(default_factory=list)
     loss_curve: Path | None = None
+    # Validation accuracy at the last validation (None when the data set has no labels or ``val_generate`` is 0).
+    val_accuracy: float | None = None
 
 
 def train(config: TrainConfig, host: AnymalHost | None = None, progress: bool = True) -> TrainResult:
@@ -81,6 +86,7 @@ class _Run:
     state: dict[str, Any]  # step, history, best_val_loss: what a checkpoint saves and a resume restores
     train_items: list[dict[str, Any]]
     val_items: list[dict[str, Any]]
+    answers: ValidationAnswers | None  # what validation accuracy is measured on; None: no accuracy
     questions: Sequence[str]
     output: Path
     lora_dir: Path | None
@@ -142,16 +148,23 @@ class _Run:
                              config.seed)
         # The evaluation's class-balanced pick: seeded and spread over the whole split, not the first items of
         # each class (on data ordered by person, those would all come from one person).
-        val_items = select_items(spec.build("val", seed=config.seed, **config.preprocessing), config.val_items,
-                                 config.seed)
+        val_split = spec.build("val", seed=config.seed, **config.preprocessing)
+        val_items = select_items(val_split, config.val_items, config.seed)
+        answers = ValidationAnswers.pick(spec, val_split, config.val_generate, config.seed)
         questions = spec.questions or tuple(q.format(modality=spec.modality) for q in GENERIC_QUESTIONS)
         _log(accelerator, f"training {adapter_config.name}: {len(train_items)} train / {len(val_items)} val examples, "
                           f"{_count(adapter, trainable=True):,} trainable parameters, stage {config.stage}, "
                           f"device {accelerator.device}, {accelerator.num_processes} process(es)")
+        if answers is not None:
+            _log(accelerator, f"validation accuracy: {len(answers.items)} answers to {answers.question!r}, classes "
+                              f"{', '.join(answers.classes.labels)}")
+        else:
+            _log(accelerator, "validation accuracy: off (" + ("--val-generate is 0" if config.val_generate <= 0 else
+                                                              "the validation items carry no labels") + ")")
         bar = tqdm(total=config.steps, initial=state["step"], desc="training", unit="step",
                    disable=not progress or not accelerator.is_main_process)
         return cls(config, accelerator, llm, spec, modality, adapter, adapter_config, optimizer, scheduler, state,
-                   train_items, val_items, questions, output, lora_dir, bar)
+                   train_items, val_items, answers, questions, output, lora_dir, bar)
 
     def loss_on(self, items: Sequence[dict[str, Any]], rng: random.Random) -> torch.Tensor:
         """Mean loss on the captions of ``items``, each asked one of the questions (chosen by ``rng``)."""
@@ -182,25 +195,48 @@ class _Run:
         self.bar.set_postfix(loss=f"{record['loss']:.3f}")
         return record
 
-    @torch.no_grad()
     def validate(self, record: dict[str, Any]) -> bool:
-        """Validation loss on the fixed validation items, into ``record``; returns whether it is the best yet."""
+        """Validation loss on the fixed validation items, and the validation accuracy when there is one, into
+        ``record``; warns when the accuracy shows the adapter is not learning. Returns whether the loss is the
+        best yet."""
         self.adapter.eval()
         losses, weights = [], []
         rng = random.Random(self.config.seed)  # the same questions every time, so validation losses compare
-        for start in range(0, len(self.val_items), self.config.batch_size):
-            chunk = self.val_items[start:start + self.config.batch_size]
-            losses.append(self.loss_on(chunk, rng).item())
-            weights.append(len(chunk))
+        with torch.no_grad():
+            for start in range(0, len(self.val_items), self.config.batch_size):
+                chunk = self.val_items[start:start + self.config.batch_size]
+                losses.append(self.loss_on(chunk, rng).item())
+                weights.append(len(chunk))
         val_loss = sum(l * w for l, w in zip(losses, weights)) / max(1, sum(weights))
         record["val_loss"] = val_loss
         improved = val_loss < self.state["best_val_loss"]
         if improved:
             self.state["best_val_loss"] = val_loss
+        line = f"step {self.state['step']}: train loss {record['loss']:.3f}, validation loss {val_loss:.3f}" + (
+            " (best so far)" if improved else "")
+        streak = 0
+        if self.answers is not None:
+            with torch.no_grad():
+                record.update(self.answers.measure(self.generate, self.config.batch_size))
+            # Derived from the history, so a resumed run counts the validations before the resume too.
+            streak = not_learning_streak(self.state["history"])
+            record["not_learning"] = streak >= PATIENCE
+            line += (f", validation accuracy {record['val_accuracy']:.1%} on {record['val_answers']} answers "
+                     f"(chance {record['val_chance']:.1%}, majority class {record['val_majority']:.1%})")
         if self.accelerator.is_main_process:
-            self.bar.write(f"step {self.state['step']}: train loss {record['loss']:.3f}, validation loss {val_loss:.3f}"
-                           + ("  (best so far)" if improved else ""))
+            self.bar.write(line)
+            if streak == PATIENCE:  # once per stretch of not learning, not at every later validation
+                warnings.warn(not_learning_message(record, streak, train_encoder=self.config.train_encoder,
+                                                   init_encoder=bool(self.config.init_encoder)),
+                              NotLearningWarning, stacklevel=2)
         return improved
+
+    def generate(self, conversations: list[list[dict[str, Any]]]) -> list[str]:
+        """Greedy answers through the adapter being trained: ``host.generate``'s path, with this adapter."""
+        adapter = self.accelerator.unwrap_model(self.adapter)
+        batch = assemble(self.llm, conversations, lambda atts: _encode(adapter, self.modality, atts))
+        return self.llm.generate(batch.inputs_embeds, batch.attention_mask, max_new_tokens=MAX_NEW_TOKENS,
+                                 do_sample=False)
 
     def checkpoint(self, improved: bool) -> None:
         """Write this step's checkpoint, ``last/`` (and ``best/`` when ``improved``) and the loss curve so far."""
@@ -216,8 +252,9 @@ class _Run:
         if self.accelerator.is_main_process:
             save_loss_curve(self.state["history"], curve, _curve_title(self.adapter_config, self.config))
             (self.output / "history.json").write_text(json.dumps(self.state["history"], indent=1))
+        accuracies = [h["val_accuracy"] for h in self.state["history"] if h.get("val_accuracy") is not None]
         return TrainResult(self.output, self.output / "best", self.output / "last", self.state["best_val_loss"],
-                           self.state["history"], curve)
+                           self.state["history"], curve, accuracies[-1] if accuracies else None)
 
 
 def _adapter_config(config: TrainConfig, host: AnymalHost, spec: DatasetSpec) -> AdapterConfig:
@@ -302,6 +339,8 @@ def _write_checkpoints(output: Path, adapter: ModalityAdapter, config: AdapterCo
     tensors = adapter.weights_for_saving()
     record = state["history"][-1]
     config.metrics = {"val_loss": round(record["val_loss"], 4), "step": state["step"]}
+    if record.get("val_accuracy") is not None:
+        config.metrics["val_accuracy"] = round(record["val_accuracy"], 4)
     command = "align" if train_config.stage == 1 else "instruct"
     readme = (f"Trained with `anymal train {command}` ({train_config.steps} steps, batch {train_config.batch_size}, "
               f"seed {train_config.seed}) on `{train_config.dataset}`.")
