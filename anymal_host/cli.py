@@ -333,10 +333,11 @@ class _echo_warnings:
                 click.echo(click.style("warning: ", fg="yellow") + text, err=True)
 
 
-from .cli_training import eval_command, train_group  # noqa: E402  (commands live in their own module)
+from .cli_training import datasets_command, eval_command, train_group  # noqa: E402  (commands live in their own module)
 
 cli.add_command(train_group)
 cli.add_command(eval_command)
+cli.add_command(datasets_command)
 
 
 def make_cli(registry: Registry | None = None) -> click.Group:

@@ -1,5 +1,5 @@
-"""``anymal train`` and ``anymal eval``: the CLI twins of :func:`anymal_host.training.train` and
-:func:`anymal_host.evaluation.evaluate`."""
+"""``anymal train``, ``anymal eval`` and ``anymal datasets``: the CLI twins of :func:`anymal_host.training.train`,
+:func:`anymal_host.evaluation.evaluate` and ``Registry.datasets``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-__all__ = ["train_group", "eval_command"]
+__all__ = ["train_group", "eval_command", "datasets_command"]
 
 
 def _parse_options(pairs: tuple[str, ...], what: str) -> dict[str, object]:
@@ -228,3 +228,37 @@ def _command_line() -> str:
     import sys
 
     return "anymal " + " ".join(sys.argv[1:])
+
+
+@click.command(name="datasets")
+@click.option("--modality", default=None, help="Only the data sets of this modality.")
+def datasets_command(modality: str | None) -> None:
+    """List the data sets plugins registered for `anymal train` and `anymal eval` (--data NAME).
+
+    Same as get_registry().datasets in Python (a dict of DatasetSpec by name).
+    """
+    from .plugins import get_registry
+
+    registry = get_registry()
+    found = registry.datasets
+    specs = [spec for _, spec in sorted(found.items()) if modality is None or spec.modality == modality]
+    if not specs:
+        if modality is not None and found:
+            known = ", ".join(sorted({spec.modality for spec in found.values()}))
+            click.echo(f"No data set of modality {modality!r} is registered (data sets exist for: {known}).")
+        else:
+            click.echo("No data sets are registered. A modality plugin adds them through register_datasets; "
+                       "see `anymal plugins`.")
+        return
+    for spec in specs:
+        click.echo(f"{spec.name}  (modality {spec.modality}, plugin {registry.provider('dataset', spec.name)})")
+        if spec.description:
+            click.echo(f"    {spec.description}")
+        # What evaluation and the training's validation accuracy can read out of answers.
+        parser = "parse_label" if spec.parse_label else "class names matched in the answer"
+        click.echo(f"    labels: {', '.join(spec.labels)} ({parser})" if spec.labels else
+                   "    labels: none declared (accuracy uses the items' labels, if they carry any)")
+        if spec.questions:
+            click.echo(f"    questions: {len(spec.questions)}, evaluation asks {spec.questions[0]!r}")
+        for key, value in spec.info.items():
+            click.echo(f"    {key}: {value}")

@@ -137,3 +137,29 @@ def test_cli_flags_reach_the_data_and_the_package(tmp_path, host, dial, monkeypa
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert dial.builds == [("test", {"scale": 3, "mode": "fast"})]
+
+
+# ----- anymal datasets ------------------------------------------------------------------------------------
+
+
+def test_anymal_datasets_lists_what_the_registry_holds(host, monkeypatch):
+    from click.testing import CliRunner
+
+    from anymal_host import plugins
+    from anymal_host.cli import cli
+
+    monkeypatch.setattr(plugins, "_registry", host.registry)  # what get_registry() returns
+    result = CliRunner().invoke(cli, ["datasets"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    names = [line.split()[0] for line in result.output.splitlines() if not line.startswith(" ")]
+    assert names == sorted(host.registry.datasets) == ["dial:levels", "toy:levels", "toy:ramps"]  # the Python twin
+    assert "dial:levels  (modality dial, plugin " in result.output
+    dial_block = result.output.split("dial:levels", 1)[1].split("toy:levels", 1)[0]
+    assert "high and low dials" in dial_block and "labels: high, low (class names matched in the answer)" in dial_block
+    assert "evaluation asks 'Is it high or low?'" in dial_block and "task: level" in dial_block
+
+    only = CliRunner().invoke(cli, ["datasets", "--modality", "toy"], catch_exceptions=False).output
+    assert [line.split()[0] for line in only.splitlines() if not line.startswith(" ")] == ["toy:levels", "toy:ramps"]
+    assert "labels: none declared" in only
+    none = CliRunner().invoke(cli, ["datasets", "--modality", "smell"], catch_exceptions=False).output
+    assert "No data set of modality 'smell' is registered (data sets exist for: dial, toy)." in none
