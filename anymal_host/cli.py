@@ -334,10 +334,11 @@ class _echo_warnings:
                 click.echo(click.style("warning: ", fg="yellow") + text, err=True)
 
 
-from .cli_training import eval_command, train_group  # noqa: E402  (commands live in their own module)
+from .cli_training import datasets_command, eval_command, train_group  # noqa: E402  (commands live in their own module)
 
 cli.add_command(train_group)
 cli.add_command(eval_command)
+cli.add_command(datasets_command)
 from .cli_plugin import plugin_group  # noqa: E402  (`anymal plugin new`: the scaffold)
 cli.add_command(plugin_group)
 

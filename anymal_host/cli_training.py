@@ -1,14 +1,18 @@
-"""``anymal train`` and ``anymal eval``: the CLI twins of :func:`anymal_host.training.train` and
-:func:`anymal_host.evaluation.evaluate`."""
+"""``anymal train``, ``anymal eval`` and ``anymal datasets``: the CLI twins of :func:`anymal_host.training.train`,
+:func:`anymal_host.evaluation.evaluate` and ``Registry.datasets``."""
 
 from __future__ import annotations
 
 import json
+import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
-__all__ = ["train_group", "eval_command"]
+__all__ = ["train_group", "eval_command", "datasets_command"]
 
 
 def _parse_options(pairs: tuple[str, ...], what: str) -> dict[str, object]:
@@ -41,6 +45,9 @@ def _train_options(function):
                      help="Projector option, e.g. depth=2 (repeatable)."),
         click.option("--encoder-option", "encoder_options", multiple=True, metavar="KEY=VALUE",
                      help="Encoder config, e.g. name=imu-conv-transformer width=128 (repeatable)."),
+        click.option("--preprocess", "preprocessing", multiple=True, metavar="KEY=VALUE",
+                     help="Preprocessing option (repeatable): passed to the data set's build and to load/preprocess "
+                          "at inference, recorded in the adapter."),
         click.option("--init-encoder", default=None, type=click.Path(exists=True),
                      help="Start the encoder from encoder.safetensors (pretrain-encoder) or an adapter package folder."),
         click.option("--freeze-encoder", is_flag=True, help="Train the projector only."),
@@ -51,6 +58,8 @@ def _train_options(function):
         click.option("--encoder-lr", default=None, type=float, help="Peak learning rate of the encoder (default --lr)."),
         click.option("--eval-every", default=50, show_default=True, help="Validate and checkpoint every N steps."),
         click.option("--val-items", default=96, show_default=True, help="Validation examples (class-balanced)."),
+        click.option("--val-generate", default=32, show_default=True,
+                     help="Validation items answered at each validation for the validation accuracy (0: off)."),
         click.option("--max-train-items", default=None, type=int, help="Use at most this many training examples."),
         click.option("--seed", default=0, show_default=True, help="Seed for init, data order and questions."),
         click.option("--quantize", "quantization", type=click.Choice(["4bit", "8bit"]), default=None,
@@ -71,12 +80,39 @@ def _run_training(stage: int, llm: str | None, **kwargs) -> None:
 
     kwargs["projector_options"] = _parse_options(kwargs.pop("projector_options"), "--projector-option")
     kwargs["encoder"] = _parse_options(kwargs.pop("encoder_options"), "--encoder-option")
+    kwargs["preprocessing"] = _parse_options(kwargs.pop("preprocessing"), "--preprocess")
     kwargs["train_encoder"] = not kwargs.pop("freeze_encoder")
     config = TrainConfig(stage=stage, **kwargs)
     host = AnymalHost(llm, llm_options=LLMOptions(quantization=config.quantization))
-    result = train(config, host)
+    with _print_training_warnings():
+        result = train(config, host)
     click.echo(f"best checkpoint: {result.best_dir} (validation loss {result.best_val_loss:.3f})")
+    if result.val_accuracy is not None:
+        click.echo(f"last validation accuracy: {result.val_accuracy:.1%}")
     click.echo(f"loss curve: {result.loss_curve}")
+
+
+@contextmanager
+def _print_training_warnings() -> Iterator[None]:
+    """Print a run's :class:`NotLearningWarning` as a ``warning:`` line when it is raised, above the progress bar
+    (Python's default would print a source location and could repeat or hide it)."""
+    from tqdm.auto import tqdm
+
+    from .training import NotLearningWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", NotLearningWarning)
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None) -> None:
+            if issubclass(category, NotLearningWarning):
+                with tqdm.external_write_mode(file=sys.stderr):  # clears the bar, then redraws it below
+                    click.echo(click.style("warning: ", fg="yellow") + str(message), err=True)
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show  # catch_warnings puts the original back
+        yield
 
 
 @train_group.command(name="align")
@@ -154,11 +190,13 @@ def instruct(**kwargs) -> None:
 @click.option("--max-new-tokens", default=24, show_default=True, help="Longest answer.")
 @click.option("--question", default=None, help="Question to ask (default: the data set's first).")
 @click.option("--no-baseline", is_flag=True, help="Skip the text-only baseline.")
+@click.option("--preprocess", "build_options", multiple=True, metavar="KEY=VALUE",
+              help="Data set build option (repeatable), on top of the adapter's recorded preprocessing.")
 @click.option("--update-card", is_flag=True, help="Write the figures into the adapter folder's config and model card.")
 @click.option("--llm", default=None, help="LLM (Hub id or folder); default $ANYMAL_LLM or the embedded one.")
 def eval_command(dataset: str, adapter_ref: str | None, split: str, output_dir: str | None, limit: int | None,
-                 batch_size: int, max_new_tokens: int, question: str | None, no_baseline: bool, update_card: bool,
-                 llm: str | None) -> None:
+                 batch_size: int, max_new_tokens: int, question: str | None, no_baseline: bool,
+                 build_options: tuple[str, ...], update_card: bool, llm: str | None) -> None:
     """Answer every held-out item with the LLM and score the answers.
 
     Reports accuracy parsed from the generated text, a confusion matrix, BLEU-4 / ROUGE-L / CIDEr of the
@@ -171,7 +209,8 @@ def eval_command(dataset: str, adapter_ref: str | None, split: str, output_dir: 
     spec = host.registry.dataset(dataset)
     name = host.load_adapter(adapter_ref) if adapter_ref else None
     report = evaluate(host, spec, split=split, adapter=name, question=question, batch_size=batch_size, limit=limit,
-                      max_new_tokens=max_new_tokens, baseline=not no_baseline)
+                      max_new_tokens=max_new_tokens, baseline=not no_baseline,
+                      build_options=_parse_options(build_options, "--preprocess"))
     click.echo(report.summary())
     if output_dir:
         written = save_report(report, output_dir)
@@ -189,3 +228,37 @@ def _command_line() -> str:
     import sys
 
     return "anymal " + " ".join(sys.argv[1:])
+
+
+@click.command(name="datasets")
+@click.option("--modality", default=None, help="Only the data sets of this modality.")
+def datasets_command(modality: str | None) -> None:
+    """List the data sets plugins registered for `anymal train` and `anymal eval` (--data NAME).
+
+    Same as get_registry().datasets in Python (a dict of DatasetSpec by name).
+    """
+    from .plugins import get_registry
+
+    registry = get_registry()
+    found = registry.datasets
+    specs = [spec for _, spec in sorted(found.items()) if modality is None or spec.modality == modality]
+    if not specs:
+        if modality is not None and found:
+            known = ", ".join(sorted({spec.modality for spec in found.values()}))
+            click.echo(f"No data set of modality {modality!r} is registered (data sets exist for: {known}).")
+        else:
+            click.echo("No data sets are registered. A modality plugin adds them through register_datasets; "
+                       "see `anymal plugins`.")
+        return
+    for spec in specs:
+        click.echo(f"{spec.name}  (modality {spec.modality}, plugin {registry.provider('dataset', spec.name)})")
+        if spec.description:
+            click.echo(f"    {spec.description}")
+        # What evaluation and the training's validation accuracy can read out of answers.
+        parser = "parse_label" if spec.parse_label else "class names matched in the answer"
+        click.echo(f"    labels: {', '.join(spec.labels)} ({parser})" if spec.labels else
+                   "    labels: none declared (accuracy uses the items' labels, if they carry any)")
+        if spec.questions:
+            click.echo(f"    questions: {len(spec.questions)}, evaluation asks {spec.questions[0]!r}")
+        for key, value in spec.info.items():
+            click.echo(f"    {key}: {value}")

@@ -18,7 +18,7 @@ def host(tiny, registry):
 
 def config(tmp_path, **overrides):
     base = dict(dataset="toy:ramps", output_dir=str(tmp_path / "run"), projector="linear", encoder={"name": "toy", "width": 8},
-                steps=12, batch_size=4, lr=5e-3, eval_every=6, val_items=4, warmup_steps=2, seed=0)
+                steps=12, batch_size=4, lr=5e-3, eval_every=6, val_items=4, val_generate=4, warmup_steps=2, seed=0)
     return TrainConfig(**{**base, **overrides})
 
 
@@ -35,7 +35,7 @@ def test_stage1_trains_the_adapter_only_and_writes_packages(tmp_path, host):
                                         host_fingerprint=host.llm.fingerprint)
     assert cfg.modality == "toy" and cfg.projector.type == "linear" and cfg.llm.fingerprint == host.llm.fingerprint
     assert {k.split(".")[0] for k in tensors} == {"encoder", "projector"}
-    assert "val_loss" in cfg.metrics
+    assert "val_loss" in cfg.metrics and "val_accuracy" in cfg.metrics  # toy:ramps items carry labels
     assert (result.output_dir / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
     assert len(json.loads((result.output_dir / "history.json").read_text())) == 12
     assert sorted(p.name for p in (result.output_dir / "checkpoints").iterdir()) == ["step-000006", "step-000012"]
@@ -63,6 +63,9 @@ def test_resume_continues_exactly(tmp_path, host):
     resumed = train(config(tmp_path / "b", steps=8, eval_every=4, resume_from=str(halfway)), host, progress=False)
     assert [h["step"] for h in resumed.history] == list(range(1, 9))
     assert resumed.history[-1]["loss"] == pytest.approx(straight.history[-1]["loss"], rel=1e-4)
+    # validation answers are greedy and resume with the history: the accuracy record continues the same way
+    assert [h.get("val_accuracy") for h in resumed.history] == [h.get("val_accuracy") for h in straight.history]
+    assert [h.get("not_learning") for h in resumed.history] == [h.get("not_learning") for h in straight.history]
     _, a = load_adapter_package(straight.last_dir)
     _, b = load_adapter_package(resumed.last_dir)
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
@@ -98,3 +101,21 @@ def test_unknown_dataset_is_explained(tmp_path, host):
 
     with pytest.raises(UnknownModalityError, match="unknown data set 'smell:roses'"):
         train(config(tmp_path, dataset="smell:roses"), host, progress=False)
+
+
+def test_validation_items_are_the_evaluation_s_class_balanced_pick(tmp_path, host):
+    # One picker for training and evaluation: validation uses select_items' seeded, class-balanced subset,
+    # spread over the split (the loop used to take the first items of each class in data order).
+    from anymal_host.evaluation import select_items
+    from anymal_host.training.loop import _Run
+
+    run = _Run.setup(config(tmp_path, dataset="toy:levels", val_items=6, seed=3), host, progress=False)
+    val = host.registry.dataset("toy:levels").build("val", seed=3)
+    expected = select_items(val, 6, seed=3)
+    assert len(run.val_items) == 6
+    assert [item["signal"].tolist() for item in run.val_items] == [item["signal"].tolist() for item in expected]
+    assert sorted(item["label"] for item in run.val_items) == ["high"] * 3 + ["low"] * 3
+    first_of_each = [item for item in val if item["label"] == "high"][:3] + [item for item in val if item["label"] == "low"][:3]
+    assert {tuple(item["signal"].flatten().tolist()) for item in run.val_items} != \
+           {tuple(item["signal"].flatten().tolist()) for item in first_of_each}
+    run.bar.close()

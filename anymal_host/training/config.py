@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
-__all__ = ["TrainConfig"]
+__all__ = ["TrainConfig", "encoder_config"]
 
 
 @dataclass
@@ -20,7 +20,8 @@ class TrainConfig:
     name: str | None = None
     # 1 = alignment (projector, and the encoder if ``train_encoder``); 2 = adds LoRA on the LLM (``lora_r``).
     stage: int = 1
-    # Encoder config passed to the modality's ``build_encoder`` (``name`` + options); empty = the modality's default.
+    # Encoder config passed to the modality's ``build_encoder``: merged into the modality's ``default_encoder``
+    # (``{"width": 32}`` changes one option of the default encoder); a different ``name`` replaces the default.
     encoder: dict[str, Any] = field(default_factory=dict)
     # Start the encoder from these weights: a safetensors file with ``encoder.*`` tensors (what
     # ``anymal train pretrain-encoder`` writes) or an adapter package folder.
@@ -33,7 +34,8 @@ class TrainConfig:
     projector_options: dict[str, Any] = field(default_factory=dict)
     # Tokens per attachment (perceiver: exact; linear/mlp: the encoder's output steps decide).
     num_tokens: int = 64
-    # Options the modality's ``load``/``preprocess`` get at inference, recorded in the package.
+    # Options the modality's ``load``/``preprocess`` get at inference, recorded in the package; training passes
+    # them to ``DatasetSpec.build(split, seed=..., **preprocessing)`` too, so the data matches what is served.
     preprocessing: dict[str, Any] = field(default_factory=dict)
     # Optimiser steps in all.
     steps: int = 400
@@ -51,6 +53,9 @@ class TrainConfig:
     eval_every: int = 50
     # Validation examples used for the validation loss (fixed subset, class-balanced when labels exist).
     val_items: int = 96
+    # Validation items answered by generation at each validation, for the validation accuracy (a fixed,
+    # class-balanced subset; only when the items carry labels). 0 turns it off. Costs one greedy answer per item.
+    val_generate: int = 32
     # Train on at most this many examples (None = all); handy for quick runs.
     max_train_items: int | None = None
     # Seed for initialisation, data order and question choice.
@@ -70,3 +75,20 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def encoder_config(modality: Any, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The encoder config a run builds: ``options`` merged into ``modality.default_encoder``, so that
+    ``--encoder-option width=32`` alone changes one option of the default encoder. Options naming another
+    encoder replace the default (its options belong to a different encoder). The result always has a ``name``."""
+    default = dict(modality.default_encoder)
+    if "name" in options and options["name"] != default.get("name"):
+        merged = dict(options)
+    else:
+        merged = {**default, **options}
+    if "name" not in merged:
+        given = ", ".join(f"{k}={v}" for k, v in options.items())
+        raise ValueError(f"modality {modality.name!r} declares no default encoder, so the encoder config needs a "
+                         f"'name': pass --encoder-option name=ENCODER" + (f" with {given}" if given else "")
+                         + " (in Python, TrainConfig(encoder={'name': ..., ...}))")
+    return merged

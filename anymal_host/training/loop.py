@@ -13,6 +13,7 @@ import math
 import random
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -23,12 +24,15 @@ from tqdm.auto import tqdm
 from adapters_hub import AdapterConfig, EncoderRef, LLMRef, ProjectorSpec, load_adapter_package
 
 from ..adapter import ModalityAdapter, run_collated
+from ..evaluation.selection import select_items
 from ..host import AnymalHost
 from ..llm import LLMOptions
 from ..modality import DatasetSpec
 from ..prompt import Attachment, assemble
+from .accuracy import (MAX_NEW_TOKENS, PATIENCE, NotLearningWarning, ValidationAnswers, not_learning_message,
+                       not_learning_streak)
 from .checkpoint import load_trainer_state, prune_checkpoints, save_checkpoint
-from .config import TrainConfig
+from .config import TrainConfig, encoder_config
 from .plots import save_loss_curve
 
 __all__ = ["train", "TrainResult", "GENERIC_QUESTIONS"]
@@ -51,122 +55,218 @@ class TrainResult:
     best_val_loss: float
     history: list[dict[str, Any]] = field(default_factory=list)
     loss_curve: Path | None = None
+    # Validation accuracy at the last validation (None when the data set has no labels or ``val_generate`` is 0).
+    val_accuracy: float | None = None
 
 
 def train(config: TrainConfig, host: AnymalHost | None = None, progress: bool = True) -> TrainResult:
     """Run a training job; every checkpoint under ``output_dir/checkpoints`` is a publishable adapter package."""
-    from accelerate import Accelerator
-    from transformers import get_cosine_schedule_with_warmup
+    run = _Run.setup(config, host, progress)
+    while run.state["step"] < config.steps:
+        record = run.step()
+        if run.state["step"] % config.eval_every == 0 or run.state["step"] == config.steps:
+            improved = run.validate(record)
+            run.checkpoint(improved)
+    return run.finish()
 
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    host = host or AnymalHost(llm_options=LLMOptions(quantization=config.quantization))
-    llm = host.llm
-    spec = host.registry.dataset(config.dataset)
-    modality = host.registry.modality(spec.modality)
-    output = Path(config.output_dir)
-    output.mkdir(parents=True, exist_ok=True)
 
-    adapter_config = _adapter_config(config, host, spec)
-    torch.manual_seed(config.seed)
-    adapter = ModalityAdapter.from_config(adapter_config, host.registry)
-    # Record how many tokens the projector really emits (one per encoder step for linear / MLP projectors).
-    adapter_config.token_mode, adapter_config.num_tokens = adapter.token_facts()
-    if config.init_encoder:
-        _init_encoder(adapter, Path(config.init_encoder))
-    adapter.set_trainable()
-    lora_dir = output / ".lora" if config.stage == 2 else None
-    if config.stage == 2:
-        _add_lora(llm, config)
+@dataclass
+class _Run:
+    """Everything one training run holds between its steps: the steps of :func:`train` are its methods."""
 
-    groups = [{"params": list(adapter.projector.parameters()), "lr": config.lr}]
-    if config.train_encoder:
-        groups.append({"params": list(adapter.encoder.parameters()), "lr": config.encoder_lr or config.lr})
-    if config.stage == 2:
-        groups.append({"params": [p for p in llm.model.parameters() if p.requires_grad], "lr": config.lr})
-    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
+    config: TrainConfig
+    accelerator: Any
+    llm: Any
+    spec: DatasetSpec
+    modality: Any
+    adapter: Any  # the ModalityAdapter, possibly wrapped by accelerate (DDP)
+    adapter_config: AdapterConfig
+    optimizer: Any
+    scheduler: Any
+    state: dict[str, Any]  # step, history, best_val_loss: what a checkpoint saves and a resume restores
+    train_items: list[dict[str, Any]]
+    val_items: list[dict[str, Any]]
+    answers: ValidationAnswers | None  # what validation accuracy is measured on; None: no accuracy
+    questions: Sequence[str]
+    output: Path
+    lora_dir: Path | None
+    bar: Any
 
-    state: dict[str, Any] = {"step": 0, "history": [], "best_val_loss": math.inf}
-    if config.resume_from:
-        resumed = Path(config.resume_from)
-        _, tensors = load_adapter_package(resumed, installed_modalities=host.registry.modalities,
-                                          host_hidden_size=llm.hidden_size, host_fingerprint=llm.fingerprint)
-        adapter.load_state_dict(tensors, strict=False)
+    @classmethod
+    def setup(cls, config: TrainConfig, host: AnymalHost | None, progress: bool) -> _Run:
+        """Build the adapter, optimiser and scheduler (restored from ``resume_from``), place them, load the data."""
+        from accelerate import Accelerator
+        from transformers import get_cosine_schedule_with_warmup
+
+        if "seed" in config.preprocessing:  # before anything is built: it would only fail at the data's build
+            raise ValueError("the preprocessing option 'seed' clashes with the seed training passes to the data set's "
+                             "build: set TrainConfig.seed / --seed instead")
+        accelerator = Accelerator(cpu=not torch.cuda.is_available())
+        host = host or AnymalHost(llm_options=LLMOptions(quantization=config.quantization))
+        llm = host.llm
+        spec = host.registry.dataset(config.dataset)
+        modality = host.registry.modality(spec.modality)
+        output = Path(config.output_dir)
+        output.mkdir(parents=True, exist_ok=True)
+
+        adapter_config = _adapter_config(config, host, spec)
+        torch.manual_seed(config.seed)
+        adapter = ModalityAdapter.from_config(adapter_config, host.registry)
+        # Record how many tokens the projector really emits (one per encoder step for linear / MLP projectors).
+        adapter_config.token_mode, adapter_config.num_tokens = adapter.token_facts()
+        if config.init_encoder:
+            _init_encoder(adapter, Path(config.init_encoder))
+        adapter.set_trainable()
+        lora_dir = output / ".lora" if config.stage == 2 else None
         if config.stage == 2:
-            _restore_lora(llm, resumed)
-        state = load_trainer_state(resumed, optimizer, scheduler)
+            _add_lora(llm, config)
 
-    if not config.quantization:  # bitsandbytes already placed the quantized LLM
-        llm.model.to(accelerator.device)
-    adapter, optimizer, scheduler = accelerator.prepare(adapter, optimizer, scheduler)
+        groups = [{"params": list(adapter.projector.parameters()), "lr": config.lr}]
+        if config.train_encoder:
+            groups.append({"params": list(adapter.encoder.parameters()), "lr": config.encoder_lr or config.lr})
+        if config.stage == 2:
+            groups.append({"params": [p for p in llm.model.parameters() if p.requires_grad], "lr": config.lr})
+        optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+        scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
 
-    train_items = _limit(spec.build("train", seed=config.seed), config.max_train_items, config.seed)
-    val_items = _balanced(spec.build("val", seed=config.seed), config.val_items)
-    questions = spec.questions or tuple(q.format(modality=spec.modality) for q in GENERIC_QUESTIONS)
-    _log(accelerator, f"training {adapter_config.name}: {len(train_items)} train / {len(val_items)} val examples, "
-                      f"{_count(adapter, trainable=True):,} trainable parameters, stage {config.stage}, "
-                      f"device {accelerator.device}, {accelerator.num_processes} process(es)")
+        state: dict[str, Any] = {"step": 0, "history": [], "best_val_loss": math.inf}
+        if config.resume_from:
+            resumed = Path(config.resume_from)
+            _, tensors = load_adapter_package(resumed, installed_modalities=host.registry.modalities,
+                                              host_hidden_size=llm.hidden_size, host_fingerprint=llm.fingerprint)
+            adapter.load_state_dict(tensors, strict=False)
+            if config.stage == 2:
+                _restore_lora(llm, resumed)
+            state = load_trainer_state(resumed, optimizer, scheduler)
 
-    def loss_on(items: Sequence[dict[str, Any]], rng: random.Random) -> torch.Tensor:
-        conversations = [_conversation(item, spec, questions, rng) for item in items]
-        batch = assemble(llm, conversations, lambda atts: _encode(adapter, modality, atts), train=True)
-        return llm.forward(batch.inputs_embeds, batch.attention_mask, labels=batch.labels).loss
+        if not config.quantization:  # bitsandbytes already placed the quantized LLM
+            llm.model.to(accelerator.device)
+        adapter, optimizer, scheduler = accelerator.prepare(adapter, optimizer, scheduler)
 
-    per_process = max(1, config.batch_size // accelerator.num_processes)
-    bar = tqdm(total=config.steps, initial=state["step"], desc="training", unit="step",
-               disable=not progress or not accelerator.is_main_process)
-    best_dir, last_dir = output / "best", output / "last"
-    while state["step"] < config.steps:
-        step = state["step"]
-        batch_items = _batch_for_step(train_items, step, config.batch_size, config.seed)
+        # The data is built with the preprocessing the package records, so the adapter is trained on what it serves.
+        train_items = _limit(spec.build("train", seed=config.seed, **config.preprocessing), config.max_train_items,
+                             config.seed)
+        # The evaluation's class-balanced pick: seeded and spread over the whole split, not the first items of
+        # each class (on data ordered by person, those would all come from one person).
+        val_split = spec.build("val", seed=config.seed, **config.preprocessing)
+        val_items = select_items(val_split, config.val_items, config.seed)
+        answers = ValidationAnswers.pick(spec, val_split, config.val_generate, config.seed)
+        questions = spec.questions or tuple(q.format(modality=spec.modality) for q in GENERIC_QUESTIONS)
+        _log(accelerator, f"training {adapter_config.name}: {len(train_items)} train / {len(val_items)} val examples, "
+                          f"{_count(adapter, trainable=True):,} trainable parameters, stage {config.stage}, "
+                          f"device {accelerator.device}, {accelerator.num_processes} process(es)")
+        if answers is not None:
+            _log(accelerator, f"validation accuracy: {len(answers.items)} answers to {answers.question!r}, classes "
+                              f"{', '.join(answers.classes.labels)}")
+        else:
+            _log(accelerator, "validation accuracy: off (" + ("--val-generate is 0" if config.val_generate <= 0 else
+                                                              "the validation items carry no labels") + ")")
+        bar = tqdm(total=config.steps, initial=state["step"], desc="training", unit="step",
+                   disable=not progress or not accelerator.is_main_process)
+        return cls(config, accelerator, llm, spec, modality, adapter, adapter_config, optimizer, scheduler, state,
+                   train_items, val_items, answers, questions, output, lora_dir, bar)
+
+    def loss_on(self, items: Sequence[dict[str, Any]], rng: random.Random) -> torch.Tensor:
+        """Mean loss on the captions of ``items``, each asked one of the questions (chosen by ``rng``)."""
+        conversations = [_conversation(item, self.spec, self.questions, rng) for item in items]
+        batch = assemble(self.llm, conversations, lambda atts: _encode(self.adapter, self.modality, atts), train=True)
+        return self.llm.forward(batch.inputs_embeds, batch.attention_mask, labels=batch.labels).loss
+
+    def step(self) -> dict[str, Any]:
+        """One optimiser step on this step's batch; returns (and appends to the history) its record."""
+        config, accelerator = self.config, self.accelerator
+        step = self.state["step"]
+        batch_items = _batch_for_step(self.train_items, step, config.batch_size, config.seed)
+        per_process = max(1, config.batch_size // accelerator.num_processes)
         mine = batch_items[accelerator.process_index::accelerator.num_processes][:per_process]
-        adapter.train()
+        self.adapter.train()
         started = time.perf_counter()
-        loss = loss_on(mine, random.Random(config.seed * 1_000_003 + step))
+        loss = self.loss_on(mine, random.Random(config.seed * 1_000_003 + step))
         accelerator.backward(loss)
-        accelerator.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        state["step"] = step + 1
-        record = {"step": state["step"], "loss": accelerator.reduce(loss.detach(), "mean").item(),
-                  "lr": scheduler.get_last_lr()[0], "seconds": round(time.perf_counter() - started, 3)}
-        state["history"].append(record)
-        bar.update()
-        bar.set_postfix(loss=f"{record['loss']:.3f}")
+        accelerator.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], 1.0)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.state["step"] = step + 1
+        record = {"step": self.state["step"], "loss": accelerator.reduce(loss.detach(), "mean").item(),
+                  "lr": self.scheduler.get_last_lr()[0], "seconds": round(time.perf_counter() - started, 3)}
+        self.state["history"].append(record)
+        self.bar.update()
+        self.bar.set_postfix(loss=f"{record['loss']:.3f}")
+        return record
 
-        if state["step"] % config.eval_every == 0 or state["step"] == config.steps:
-            val_loss = _validate(adapter, val_items, loss_on, config)
-            record["val_loss"] = val_loss
-            improved = val_loss < state["best_val_loss"]
-            if improved:
-                state["best_val_loss"] = val_loss
-            if accelerator.is_main_process:
-                bar.write(f"step {state['step']}: train loss {record['loss']:.3f}, validation loss {val_loss:.3f}"
-                          + ("  (best so far)" if improved else ""))
-                _write_checkpoints(output, accelerator.unwrap_model(adapter), adapter_config, llm, lora_dir, optimizer,
-                                   scheduler, state, config, improved)
-            accelerator.wait_for_everyone()
-    bar.close()
-    curve = output / "loss_curve.png"
-    if accelerator.is_main_process:
-        save_loss_curve(state["history"], curve, f"{adapter_config.name}: stage {config.stage} on {config.dataset}")
-        (output / "history.json").write_text(json.dumps(state["history"], indent=1))
-    return TrainResult(output, best_dir, last_dir, state["best_val_loss"], state["history"], curve)
+    def validate(self, record: dict[str, Any]) -> bool:
+        """Validation loss on the fixed validation items, and the validation accuracy when there is one, into
+        ``record``; warns when the accuracy shows the adapter is not learning. Returns whether the loss is the
+        best yet."""
+        self.adapter.eval()
+        losses, weights = [], []
+        rng = random.Random(self.config.seed)  # the same questions every time, so validation losses compare
+        with torch.no_grad():
+            for start in range(0, len(self.val_items), self.config.batch_size):
+                chunk = self.val_items[start:start + self.config.batch_size]
+                losses.append(self.loss_on(chunk, rng).item())
+                weights.append(len(chunk))
+        val_loss = sum(l * w for l, w in zip(losses, weights)) / max(1, sum(weights))
+        record["val_loss"] = val_loss
+        improved = val_loss < self.state["best_val_loss"]
+        if improved:
+            self.state["best_val_loss"] = val_loss
+        line = f"step {self.state['step']}: train loss {record['loss']:.3f}, validation loss {val_loss:.3f}" + (
+            " (best so far)" if improved else "")
+        streak = 0
+        if self.answers is not None:
+            with torch.no_grad():
+                record.update(self.answers.measure(self.generate, self.config.batch_size))
+            # Derived from the history, so a resumed run counts the validations before the resume too.
+            streak = not_learning_streak(self.state["history"])
+            record["not_learning"] = streak >= PATIENCE
+            line += (f", validation accuracy {record['val_accuracy']:.1%} on {record['val_answers']} answers "
+                     f"(chance {record['val_chance']:.1%}, majority class {record['val_majority']:.1%})")
+        if self.accelerator.is_main_process:
+            self.bar.write(line)
+            if streak == PATIENCE:  # once per stretch of not learning, not at every later validation
+                warnings.warn(not_learning_message(record, streak, train_encoder=self.config.train_encoder,
+                                                   init_encoder=bool(self.config.init_encoder)),
+                              NotLearningWarning, stacklevel=2)
+        return improved
+
+    def generate(self, conversations: list[list[dict[str, Any]]]) -> list[str]:
+        """Greedy answers through the adapter being trained: ``host.generate``'s path, with this adapter."""
+        adapter = self.accelerator.unwrap_model(self.adapter)
+        batch = assemble(self.llm, conversations, lambda atts: _encode(adapter, self.modality, atts))
+        return self.llm.generate(batch.inputs_embeds, batch.attention_mask, max_new_tokens=MAX_NEW_TOKENS,
+                                 do_sample=False)
+
+    def checkpoint(self, improved: bool) -> None:
+        """Write this step's checkpoint, ``last/`` (and ``best/`` when ``improved``) and the loss curve so far."""
+        if self.accelerator.is_main_process:
+            _write_checkpoints(self.output, self.accelerator.unwrap_model(self.adapter), self.adapter_config, self.llm,
+                               self.lora_dir, self.optimizer, self.scheduler, self.state, self.config, improved)
+        self.accelerator.wait_for_everyone()
+
+    def finish(self) -> TrainResult:
+        """Close the progress bar, write the final loss curve and ``history.json``."""
+        self.bar.close()
+        curve = self.output / "loss_curve.png"
+        if self.accelerator.is_main_process:
+            save_loss_curve(self.state["history"], curve, _curve_title(self.adapter_config, self.config))
+            (self.output / "history.json").write_text(json.dumps(self.state["history"], indent=1))
+        accuracies = [h["val_accuracy"] for h in self.state["history"] if h.get("val_accuracy") is not None]
+        return TrainResult(self.output, self.output / "best", self.output / "last", self.state["best_val_loss"],
+                           self.state["history"], curve, accuracies[-1] if accuracies else None)
 
 
 def _adapter_config(config: TrainConfig, host: AnymalHost, spec: DatasetSpec) -> AdapterConfig:
     modality = host.registry.modality(spec.modality)
-    encoder_config = dict(config.encoder or modality.default_encoder)
-    if "name" not in encoder_config:
-        raise ValueError(f"modality {modality.name!r} declares no default encoder: pass an encoder config with a 'name'")
-    name = encoder_config.pop("name")
-    feature_dim = getattr(modality.build_encoder({"name": name, **encoder_config}), "feature_dim")
+    encoder_options = encoder_config(modality, config.encoder)
+    name = encoder_options.pop("name")
+    feature_dim = getattr(modality.build_encoder({"name": name, **encoder_options}), "feature_dim")
     llm = host.llm
     return AdapterConfig(
         name=config.name or f"{modality.name}-{config.projector}",
         modality=modality.name,
-        encoder=EncoderRef(name=name, config=encoder_config, weights_included=True, trainable=config.train_encoder),
+        encoder=EncoderRef(name=name, config=encoder_options, weights_included=True, trainable=config.train_encoder),
         projector=ProjectorSpec(type=config.projector, in_dim=feature_dim, out_dim=llm.hidden_size,
                                 options=dict(config.projector_options)),
         llm=LLMRef(**llm.describe()),
@@ -230,18 +330,6 @@ def _encode(adapter: Any, modality: Any, attachments: list[Attachment]) -> list[
     return run_collated(adapter, *modality.collate([a.source for a in attachments]))
 
 
-@torch.no_grad()
-def _validate(adapter: Any, items: Sequence[dict[str, Any]], loss_on: Any, config: TrainConfig) -> float:
-    adapter.eval()
-    losses, weights = [], []
-    rng = random.Random(config.seed)  # the same questions every time, so validation losses compare
-    for start in range(0, len(items), config.batch_size):
-        chunk = items[start:start + config.batch_size]
-        losses.append(loss_on(chunk, rng).item())
-        weights.append(len(chunk))
-    return sum(l * w for l, w in zip(losses, weights)) / max(1, sum(weights))
-
-
 def _write_checkpoints(output: Path, adapter: ModalityAdapter, config: AdapterConfig, llm: Any, lora_dir: Path | None,
                        optimizer: Any, scheduler: Any, state: dict[str, Any], train_config: TrainConfig,
                        improved: bool) -> None:
@@ -251,6 +339,8 @@ def _write_checkpoints(output: Path, adapter: ModalityAdapter, config: AdapterCo
     tensors = adapter.weights_for_saving()
     record = state["history"][-1]
     config.metrics = {"val_loss": round(record["val_loss"], 4), "step": state["step"]}
+    if record.get("val_accuracy") is not None:
+        config.metrics["val_accuracy"] = round(record["val_accuracy"], 4)
     command = "align" if train_config.stage == 1 else "instruct"
     readme = (f"Trained with `anymal train {command}` ({train_config.steps} steps, batch {train_config.batch_size}, "
               f"seed {train_config.seed}) on `{train_config.dataset}`.")
@@ -264,8 +354,11 @@ def _write_checkpoints(output: Path, adapter: ModalityAdapter, config: AdapterCo
         save_checkpoint(output / "best", config, tensors, lora_dir=lora_dir, optimizer=optimizer, scheduler=scheduler,
                         state=saved_state, readme_extra=readme)
     prune_checkpoints(output / "checkpoints", train_config.keep_checkpoints)
-    save_loss_curve(state["history"], output / "loss_curve.png", f"{config.name}: stage {train_config.stage} on "
-                                                                  f"{train_config.dataset}")
+    save_loss_curve(state["history"], output / "loss_curve.png", _curve_title(config, train_config))
+
+
+def _curve_title(adapter_config: AdapterConfig, config: TrainConfig) -> str:
+    return f"{adapter_config.name}: stage {config.stage} on {config.dataset}"
 
 
 def _batch_for_step(items: Sequence[Any], step: int, batch_size: int, seed: int) -> list[Any]:
@@ -281,20 +374,6 @@ def _limit(items: Sequence[Any], limit: int | None, seed: int) -> list[Any]:
         return list(items)
     order = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed)).tolist()[:limit]
     return [items[i] for i in sorted(order)]
-
-
-def _balanced(items: Sequence[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
-    """Up to ``limit`` items, taken round-robin over labels (in data order) so every class is validated."""
-    by_label: dict[Any, list[dict[str, Any]]] = {}
-    for item in items:
-        by_label.setdefault(item.get("label"), []).append(item)
-    out: list[dict[str, Any]] = []
-    queues = [list(reversed(v)) for v in by_label.values()]
-    while len(out) < limit and any(queues):
-        for queue in queues:
-            if queue and len(out) < limit:
-                out.append(queue.pop())
-    return out
 
 
 def _count(module: torch.nn.Module, trainable: bool) -> int:

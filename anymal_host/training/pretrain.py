@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from ..host import AnymalHost
+from .config import encoder_config
 from .plots import save_loss_curve
 
 __all__ = ["PretrainConfig", "PretrainResult", "pretrain_encoder", "ENCODER_WEIGHTS"]
@@ -38,7 +39,7 @@ class PretrainConfig:
     dataset: str
     # Output folder: ``encoder.safetensors`` (``encoder.*`` tensors), ``pretrain.json``, ``pretrain_curve.png``.
     output_dir: str
-    # Encoder config (``name`` + options); empty = the modality's default.
+    # Encoder config (``name`` + options), merged into the modality's default (as ``TrainConfig.encoder``).
     encoder: dict[str, Any] = field(default_factory=dict)
     # Optimiser steps.
     steps: int = 1500
@@ -73,9 +74,9 @@ def pretrain_encoder(config: PretrainConfig, host: AnymalHost | None = None, pro
     modality = host.registry.modality(spec.modality)
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    encoder_config = dict(config.encoder or modality.default_encoder)
+    settings = encoder_config(modality, config.encoder)
     torch.manual_seed(config.seed)
-    encoder = modality.build_encoder(encoder_config)
+    encoder = modality.build_encoder(settings)
     head = torch.nn.Linear(encoder.feature_dim, llm.hidden_size)
     train_items, val_items = spec.build("train", seed=config.seed), spec.build("val", seed=config.seed)
     captions = sorted({item["caption"] for item in [*train_items, *val_items]})
@@ -110,8 +111,8 @@ def pretrain_encoder(config: PretrainConfig, host: AnymalHost | None = None, pro
 
     weights = out / ENCODER_WEIGHTS
     save_file({f"encoder.{k}": v.detach().contiguous() for k, v in encoder.state_dict().items()}, str(weights),
-              metadata={"encoder": json.dumps(encoder_config), "llm_fingerprint": llm.fingerprint})
-    (out / "pretrain.json").write_text(json.dumps({"config": asdict(config), "encoder": encoder_config,
+              metadata={"encoder": json.dumps(settings), "llm_fingerprint": llm.fingerprint})
+    (out / "pretrain.json").write_text(json.dumps({"config": asdict(config), "encoder": settings,
                                                    "val_retrieval_accuracy": accuracy, "history": history}, indent=1))
     save_loss_curve(history, out / "pretrain_curve.png", f"{modality.name} encoder pre-alignment on {config.dataset}")
     return PretrainResult(weights, history, accuracy)
