@@ -7,9 +7,10 @@ import os
 import shutil
 import uuid
 from pathlib import Path
+from typing import Callable
 
-__all__ = ["TMP_MARKER", "temp_sibling", "fsync_file", "fsync_dir", "fsync_tree", "copy_file", "write_text_atomic",
-           "replace_dir"]
+__all__ = ["TMP_MARKER", "temp_sibling", "fsync_file", "fsync_dir", "fsync_tree", "copy_file", "write_file_atomic",
+           "write_text_atomic", "replace_dir"]
 
 #: Part of every temporary name; listings skip names containing it (a crash may leave one behind).
 TMP_MARKER = ".tmp-"
@@ -53,18 +54,22 @@ def copy_file(src: Path, dst: Path) -> None:
     shutil.copyfile(src, dst, follow_symlinks=True)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` atomically (used for refs: readers never see a partial ref)."""
+def write_file_atomic(path: Path, write: Callable[[Path], object]) -> None:
+    """Replace ``path`` with what ``write(tmp)`` writes to a temporary sibling, atomically: readers see the old
+    file or the whole new one. ``write`` may be any writer that takes a path (safetensors' ``save_file``)."""
     tmp = temp_sibling(path)
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        write(tmp)
+        fsync_file(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     fsync_dir(path.parent)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically (used for refs: readers never see a partial ref)."""
+    write_file_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def replace_dir(tmp: Path, dst: Path) -> None:

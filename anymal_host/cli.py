@@ -241,14 +241,14 @@ def hub_ls(modality: str | None, hub_spec: str | None) -> None:
 @click.argument("ref")
 def hub_info(ref: str) -> None:
     """Show what REF holds (config facts, files, revisions) without downloading its weights."""
-    from adapters_hub import hub_for
+    from adapters_hub import hub_for, plugin_package_name
 
     hub, repo, revision = hub_for(ref, hf_endpoint=_hf_endpoint())
     with _echo_warnings():
         info = hub.info(repo, revision)
     s = info.summary
     click.echo(f"{info.repo}@{info.revision}  ({_hub_label(hub)})")
-    click.echo(f"    adapter    {s.name} for modality {s.modality} (pip install anymal-plugin-{s.modality})")
+    click.echo(f"    adapter    {s.name} for modality {s.modality} (pip install {plugin_package_name(s.modality)})")
     click.echo(f"    projector  {s.projector}, {s.tokens_text}{', with a LoRA for the LLM' if s.has_lora else ''}")
     click.echo(f"    llm        {s.llm_name}, hidden size {s.llm_hidden_size}, fingerprint {s.llm_fingerprint[:23]}")
     if s.metrics:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from adapters_hub import AdapterConfig, save_adapter_package
+from adapters_hub.atomic import write_file_atomic
 
 __all__ = ["save_checkpoint", "load_trainer_state", "export_package", "TRAINER_STATE", "OPTIMIZER_STATE",
            "TRAINER_FILES"]
@@ -50,9 +50,9 @@ def save_checkpoint(folder: Path, config: AdapterConfig, tensors: dict[str, torc
     """Write the adapter package, then the trainer state beside it (safetensors + JSON: no pickles)."""
     save_adapter_package(folder, config, tensors, lora_dir=lora_dir, readme_extra=readme_extra)
     flat, groups = _flatten_optimizer(optimizer.state_dict())
-    _atomic(folder / OPTIMIZER_STATE, lambda p: save_file(flat, str(p)))
+    write_file_atomic(folder / OPTIMIZER_STATE, lambda p: save_file(flat, str(p)))
     payload = {**state, "optimizer_param_groups": groups, "scheduler": scheduler.state_dict()}
-    _atomic(folder / TRAINER_STATE, lambda p: p.write_text(json.dumps(payload, indent=1)))
+    write_file_atomic(folder / TRAINER_STATE, lambda p: p.write_text(json.dumps(payload, indent=1)))
 
 
 def load_trainer_state(folder: Path, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, Any]:
@@ -87,9 +87,3 @@ def _unflatten_optimizer(flat: dict[str, torch.Tensor], groups: list[dict[str, A
         param_id, key = name.split(".", 1)
         state.setdefault(int(param_id), {})[key] = tensor
     return {"state": state, "param_groups": groups}
-
-
-def _atomic(path: Path, write: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from adapters_hub import AdapterConfig, EncoderRef, LLMRef, ProjectorSpec, load_adapter_package
+from adapters_hub import WEIGHTS_NAME, AdapterConfig, EncoderRef, LLMRef, ProjectorSpec, load_adapter_package
 
 from ..adapter import ModalityAdapter, run_collated
 from ..evaluation.selection import select_items
@@ -283,7 +283,7 @@ def _init_encoder(adapter: ModalityAdapter, source: Path) -> None:
     """Copy ``encoder.*`` weights from a safetensors file or an adapter package into a fresh adapter."""
     from safetensors.torch import load_file
 
-    path = source / "adapter.safetensors" if source.is_dir() else source
+    path = source / WEIGHTS_NAME if source.is_dir() else source
     if path.suffix != ".safetensors" or not path.is_file():
         raise FileNotFoundError(f"--init-encoder {source}: expected a .safetensors file or an adapter package folder")
     weights = {k[len("encoder."):]: v for k, v in load_file(str(path)).items() if k.startswith("encoder.")}
