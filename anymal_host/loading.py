@@ -265,16 +265,32 @@ def check_example_tokens(adapter: ModalityAdapter, facts: HostFacts) -> None:
                 f"the attachment. Publish a trained checkpoint")
 
 
+def _projector_token_mode(adapter: ModalityAdapter) -> str | None:
+    """How the projector really behaves, measured on features of two lengths (5 and 9 steps): ``per_step``
+    when it makes one token per step, ``fixed`` when it makes the same number for both, None otherwise. This
+    needs no declaration from a third-party projector."""
+    width = adapter.config.projector.in_dim
+    counts = []
+    with torch.inference_mode():
+        for steps in (5, 9):
+            features = torch.randn(1, steps, width, generator=torch.Generator().manual_seed(steps))
+            tokens, token_mask = adapter.projector(features, torch.ones(1, steps, dtype=torch.bool))
+            counts.append(int(token_mask[0].sum()))
+    if counts == [5, 9]:
+        return "per_step"
+    return "fixed" if counts[0] == counts[1] else None
+
+
 def _check_token_count(adapter: ModalityAdapter, count: int) -> None:
     """The config's token facts must be what the projector does: the mode the projector declares, and for a
     per-step projector the count it makes of the example input."""
     config = adapter.config
     what = f"adapter {config.name!r}"
-    declared = getattr(adapter.projector, "token_mode", None)
-    if declared in ("fixed", "per_step") and declared != config.token_mode:
+    behaves = _projector_token_mode(adapter)
+    if behaves is not None and behaves != config.token_mode:
         raise AdapterFunctionalCheckError(
             f"{what} says token_mode {config.token_mode!r} but its {config.projector.type!r} projector is "
-            f"{declared!r}: set token_mode to {declared!r} in {CONFIG_NAME} (or export the adapter again)")
+            f"{behaves!r}: set token_mode to {behaves!r} in {CONFIG_NAME} (or export the adapter again)")
     if count != config.num_tokens:
         mode = "fixed" if config.token_mode == "fixed" else "per_step, counted on the example input"
         raise AdapterFunctionalCheckError(

@@ -224,6 +224,8 @@ CASES = [
     ("encoder-options-nested-deeply", 5, lambda f: _edit_config(f, encoder__config=json.loads('{"a":' * 20 + "1"
                                                                                               + "}" * 20)),
      PackageCorruptError, "nested at most"),
+    ("token-mode-contradicts-an-undeclared-projector", 5, lambda f: _edit_config(f, token_mode="per_step"),
+     AdapterFunctionalCheckError, "its 'meanpool' projector is 'fixed'"),
     ("token-mode-unknown", 5, lambda f: _edit_config(f, token_mode="some"), PackageCorruptError, "fixed, per_step"),
     ("token-mode-contradicts-projector", 5, lambda f: _edit_config(f, token_mode="fixed", projector__type="mlp",
                                                                    projector__options={}, num_tokens=7),
