@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import unicodedata
 import warnings
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -52,6 +53,12 @@ def check_member_name(name: str) -> PurePosixPath:
         raise UnsafePackageError(f"package file name {name!r} is absolute or malformed: a package only holds "
                                  f"relative paths; this package is corrupt or malicious, do not use it")
     path = PurePosixPath(name)
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in name) or any(
+            part.endswith((".", " ")) for part in name.split("/") if part not in (".", "..")):
+        # Control characters corrupt listings and terminals; Windows drops a trailing dot or space, which would
+        # turn 'model.pt.' into a pickle file there.
+        raise UnsafePackageError(f"package file name {name!r} holds control characters or ends a part with a dot or "
+                                 f"a space: rename the file (names must read the same on every system)")
     if any(part in ("..", ".", "") for part in name.split("/")):
         raise UnsafePackageError(f"package file name {name!r} escapes the package folder (path traversal): this "
                                  f"package is corrupt or malicious, do not use it")

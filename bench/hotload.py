@@ -74,6 +74,7 @@ def main() -> None:
     )
     torch.manual_seed(0)
     adapter = ModalityAdapter.from_config(config, host.registry)
+    config.token_mode, config.num_tokens = adapter.token_facts()  # as training records them
     n_params = sum(t.numel() for t in adapter.weights_for_saving().values())
     package = work / "imu-bench"
     save_adapter_package(package, config, adapter.weights_for_saving())

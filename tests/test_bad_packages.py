@@ -185,6 +185,10 @@ CASES = [
      AdapterPackageError, "adapter.safetensors"),
     ("pickle-in-subfolder", 3, lambda f: ((f / "extra").mkdir(), (f / "extra" / "state.pth").write_bytes(b"\x80")),
      UnsafePackageError, "pickle"),
+    ("file-name-with-newline", 3, lambda f: (f / "notes\n.txt").write_text("x"), UnsafePackageError,
+     "control characters"),
+    ("pickle-with-trailing-dot", 3, lambda f: (f / "model.pt.").write_bytes(b"\x80"), UnsafePackageError,
+     "ends a part with a dot"),
     ("numpy-pickle", 3, lambda f: (f / "stats.npz").write_bytes(b"PK"), UnsafePackageError, "pickle"),
     # 4: configs that ask for a huge model (built on the meta device, refused before any allocation)
     ("perceiver-asks-16-gb", 4, lambda f: _edit_config(f, projector__type="perceiver", projector__options={
