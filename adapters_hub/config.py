@@ -12,10 +12,17 @@ __all__ = ["SCHEMA_VERSION", "AdapterConfig", "EncoderRef", "LLMRef", "Projector
 SCHEMA_VERSION = 1
 
 
-def tokens_text(token_mode: str, num_tokens: int) -> str:
+#: Projector types whose output is one token per encoder step: what a config that records no ``token_mode``
+#: (written before it existed) is read as.
+PER_STEP_PROJECTORS = frozenset({"linear", "mlp"})
+
+
+def tokens_text(token_mode: str | None, num_tokens: int, projector_type: str = "") -> str:
     """How many tokens an attachment becomes, in words, for every listing and model card."""
     if token_mode == "per_step":
         return f"1 token per encoder step ({num_tokens} for the example input)"
+    if token_mode is None and projector_type in PER_STEP_PROJECTORS:
+        return "1 token per encoder step"
     return f"{num_tokens} tokens"
 
 
@@ -95,14 +102,15 @@ class AdapterConfig:
     anymal_version: str = "0.1.0"
     # Layout version of the package.
     schema_version: int = SCHEMA_VERSION
-    # ``fixed`` or ``per_step``: how ``num_tokens`` is to be read (see above). Additive key: configs written
-    # before it existed get it from their projector type when parsed.
-    token_mode: str = "fixed"
+    # ``fixed`` or ``per_step``: how ``num_tokens`` is to be read (see above); None when the writer did not
+    # record it (packages written before it existed, or by code that builds configs by hand): such packages
+    # load as before, with a warning, and the host measures what the projector does. Training records it.
+    token_mode: str | None = None
 
     def tokens_text(self) -> str:
         """The token count as a person should read it (``"64 tokens"``, ``"1 token per encoder step (32 for the
         example input)"``)."""
-        return tokens_text(self.token_mode, self.num_tokens)
+        return tokens_text(self.token_mode, self.num_tokens, self.projector.type)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -42,7 +42,11 @@ def hf_snapshot_blobs(folder: Path) -> Path | None:
     """``blobs/`` of a Hugging Face cache snapshot (``models--org--name/snapshots/<sha>``), whose files are links
     into it (the one kind of link a package may hold); None for any other folder."""
     if folder.parent.name == "snapshots" and folder.parent.parent.name.startswith("models--"):
-        return (folder.parent.parent / "blobs").resolve()
+        blobs = folder.parent.parent / "blobs"
+        # Trust the layout only as huggingface_hub makes it: a real blobs/ beside snapshots/. A blobs/ that is
+        # itself a link would make "links into blobs/" links to anywhere.
+        if blobs.is_dir() and not blobs.is_symlink() and blobs.resolve() == folder.parent.parent.resolve() / "blobs":
+            return blobs.resolve()
     return None
 
 

@@ -53,12 +53,13 @@ class AdapterSummary:
     error: str | None = None
     # ``fixed`` (exactly ``num_tokens`` per attachment) or ``per_step`` (one per encoder step; ``num_tokens`` is
     # the count for the modality's example input).
-    token_mode: str = "fixed"
+    token_mode: str | None = None
+    # Projector type's per-step default applies when ``token_mode`` is None (see ``tokens_text``).
 
     @property
     def tokens_text(self) -> str:
         """The token count as a person should read it (see ``AdapterConfig.tokens_text``)."""
-        return tokens_text(self.token_mode, self.num_tokens)
+        return tokens_text(self.token_mode, self.num_tokens, self.projector)
 
     @classmethod
     def unreadable(cls, repo: str, revision: str | None, error: str) -> "AdapterSummary":

@@ -35,8 +35,9 @@ _FORMS = "org/name[@revision], hf://org/name[@revision], file:///abs/root/org/na
 def looks_like_path(text: str) -> bool:
     """The one grammar for "is this a path?", shared by adapter refs and ``--llm``: absolute, ``./``/``../``,
     ``~``-based, or deeper than ``org/name``. Anything else (``name``, ``org/name``) is a Hub id."""
-    return (text.startswith(("/", "./", "../", "~")) or text in (".", "..") or text.strip("/").count("/") > 1
-            or (os.sep != "/" and os.sep in text))
+    base = text.split("@", 1)[0]  # a revision may hold slashes (refs/pr/1, feature/x): not part of the name
+    return (text.startswith(("/", "./", "../", "~")) or text in (".", "..") or base.strip("/").count("/") > 1
+            or (os.sep != "/" and os.sep in base))
 
 
 def refuse_ambiguous_name(text: str, what: str, explicit_hub: str) -> None:

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from .config import SCHEMA_VERSION, AdapterConfig, EncoderRef, LLMRef, ProjectorSpec
 from .errors import ConfigFromNewerVersionWarning, PackageCorruptError, SchemaVersionError
-from .validate import PER_STEP_PROJECTORS, validate_config_data
+from .validate import validate_config_data
 
 __all__ = ["ANYMAL_VERSION", "MIGRATIONS", "MIN_SCHEMA_VERSION", "parse_config", "config_to_json"]
 
@@ -93,9 +93,6 @@ def parse_config(data: Any, source: str = "anymal_adapter.json") -> AdapterConfi
         data = MIGRATIONS[version](data)
         version = data["schema_version"]
     validate_config_data(data, source)
-    if "token_mode" not in data:  # written before token_mode existed: the built-in projectors say how they behave
-        per_step = data["projector"]["type"] in PER_STEP_PROJECTORS
-        data = {**data, "token_mode": "per_step" if per_step else "fixed"}
     unknown: list[str] = []
     clean = _drop_unknown(data, AdapterConfig, "", unknown)
     for key, cls in _NESTED.items():

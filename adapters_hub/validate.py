@@ -23,8 +23,6 @@ __all__ = ["ConfigBounds", "DEFAULT_BOUNDS", "TOKEN_MODES", "validate_config_dat
 #: Perceiver resampler emits) or ``per_step`` (one token per encoder feature step, as linear and MLP
 #: projectors emit; ``num_tokens`` is then the count for the modality's example input).
 TOKEN_MODES = ("fixed", "per_step")
-#: Projector types whose output is one token per encoder step; used when a config predates ``token_mode``.
-PER_STEP_PROJECTORS = frozenset({"linear", "mlp"})
 
 
 @dataclass(frozen=True)
@@ -169,7 +167,7 @@ def _name(value: Any, bounds: ConfigBounds) -> str | None:
 
 
 def _token_mode(value: Any, bounds: ConfigBounds) -> str | None:
-    return None if value in TOKEN_MODES else f"one of {', '.join(TOKEN_MODES)}"
+    return None if value is None or value in TOKEN_MODES else f"one of {', '.join(TOKEN_MODES)}, or null"
 
 
 #: dotted key -> (required, rule). Keys not listed here are unknown (dropped with a warning by parse_config).

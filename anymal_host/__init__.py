@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import (
     AdapterNotFoundError,
     AnymalError,
+    InvalidAdapterNameError,
     InvalidSignalError,
     LLMLoadError,
     PluginError,
@@ -42,11 +43,18 @@ if TYPE_CHECKING:
     from .prompt import Attachment, EmbeddedBatch
 
 
+# Submodules that `import anymal_host; anymal_host.modality...` reached while __init__ imported them eagerly.
+_SUBMODULES = frozenset({"adapter", "host", "llm", "modality", "plugins", "prompt", "projectors", "loading",
+                         "training", "evaluation", "testing", "paths", "default_llm", "sources", "cli"})
+
+
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
         globals()[name] = value  # later accesses skip this function
         return value
+    if name in _SUBMODULES:
+        return import_module(f".{name}", __name__)
     raise AttributeError(f"module 'anymal_host' has no attribute {name!r}")
 
 
@@ -72,6 +80,7 @@ __all__ = [
     "get_registry",
     "AnymalError",
     "AdapterNotFoundError",
+    "InvalidAdapterNameError",
     "InvalidSignalError",
     "LLMLoadError",
     "PluginError",

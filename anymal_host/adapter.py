@@ -13,7 +13,11 @@ from adapters_hub.layout import weight_prefixes
 from .modality import Modality
 from .plugins import Registry, get_registry
 
-__all__ = ["ModalityAdapter", "run_collated"]
+__all__ = ["ModalityAdapter", "run_collated", "measure_token_mode", "TOKEN_PROBE_STEPS"]
+
+#: Feature lengths a projector is probed with to tell ``per_step`` from ``fixed`` (the conformance kit's
+#: ``check_projector`` uses the same two).
+TOKEN_PROBE_STEPS = (4, 6)
 
 
 def run_collated(module: nn.Module, signals: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
@@ -22,6 +26,27 @@ def run_collated(module: nn.Module, signals: torch.Tensor, mask: torch.Tensor) -
     device = next(module.parameters()).device
     tokens, token_mask = module(signals.to(device), mask.to(device))
     return [t[m] for t, m in zip(tokens, token_mask)]
+
+
+def measure_token_mode(projector: nn.Module, in_dim: int) -> str | None:
+    """How a projector behaves, measured on random features of :data:`TOKEN_PROBE_STEPS` lengths: ``per_step``
+    when it makes one token per step, ``fixed`` when it makes as many for both, None when neither holds or it
+    cannot run on them. Needs no declaration from a third-party projector."""
+    counts = []
+    try:
+        with torch.no_grad():
+            for steps in TOKEN_PROBE_STEPS:
+                features = torch.randn(1, steps, in_dim, generator=torch.Generator().manual_seed(steps))
+                param = next(projector.parameters(), None)
+                if param is not None:
+                    features = features.to(device=param.device, dtype=param.dtype)
+                _, token_mask = projector(features, torch.ones(1, steps, dtype=torch.bool, device=features.device))
+                counts.append(int(token_mask[0].sum()))
+    except Exception:  # plugin code that cannot take these lengths: the mode stays unknown
+        return None
+    if counts == list(TOKEN_PROBE_STEPS):
+        return "per_step"
+    return "fixed" if counts[0] == counts[1] else None
 
 
 class ModalityAdapter(nn.Module):
@@ -68,17 +93,19 @@ class ModalityAdapter(nn.Module):
     def token_facts(self) -> tuple[str, int]:
         """``(token_mode, num_tokens)`` as the package should record them: ``("fixed", N)`` when every attachment
         becomes N tokens, ``("per_step", n)`` when the projector emits one token per encoder step (n: the count
-        for the modality's example input). A projector says which it is with a ``token_mode`` class attribute;
-        otherwise the example input's count decides."""
+        for the modality's example input). The mode is what :func:`measure_token_mode` measures (the same
+        measurement the host checks packages with), else the projector's ``token_mode`` attribute."""
         was_training = self.training
         # eval mode and a forked RNG: measuring must not change a training run's random stream or its modules
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
             self.eval()
             try:
                 count = int(self.encode([self.modality.example_input()])[0].shape[0])
+                mode = measure_token_mode(self.projector, self.config.projector.in_dim)
             finally:
                 self.train(was_training)
-        mode = getattr(self.projector, "token_mode", None)
+        if mode is None:
+            mode = getattr(self.projector, "token_mode", None)
         if mode not in ("fixed", "per_step"):
             mode = "fixed" if count == self.config.num_tokens else "per_step"
         return mode, count

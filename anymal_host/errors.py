@@ -12,6 +12,7 @@ __all__ = [
     "LLMLoadError",
     "AdapterNotFoundError",
     "InvalidAdapterNameError",
+    "TrainConfigError",
 ]
 
 
@@ -52,3 +53,7 @@ class AdapterNotFoundError(AnymalError, LookupError):
 
 class InvalidAdapterNameError(AnymalError, ValueError):
     """An adapter name that is empty, only spaces, or holds control characters."""
+
+
+class TrainConfigError(AnymalError, ValueError):
+    """Training options that contradict each other or the data set (refused before anything is built)."""

@@ -46,7 +46,7 @@ from adapters_hub import (
     PackageLimits, TensorMismatchError, check_package, check_weights_header, read_checked_weights, tensor_specs,
 )
 
-from .adapter import ModalityAdapter
+from .adapter import ModalityAdapter, measure_token_mode
 from .plugins import Registry
 
 if TYPE_CHECKING:
@@ -265,28 +265,22 @@ def check_example_tokens(adapter: ModalityAdapter, facts: HostFacts) -> None:
                 f"the attachment. Publish a trained checkpoint")
 
 
-def _projector_token_mode(adapter: ModalityAdapter) -> str | None:
-    """How the projector really behaves, measured on features of two lengths (5 and 9 steps): ``per_step``
-    when it makes one token per step, ``fixed`` when it makes the same number for both, None otherwise. This
-    needs no declaration from a third-party projector."""
-    width = adapter.config.projector.in_dim
-    counts = []
-    with torch.inference_mode():
-        for steps in (5, 9):
-            features = torch.randn(1, steps, width, generator=torch.Generator().manual_seed(steps))
-            tokens, token_mask = adapter.projector(features, torch.ones(1, steps, dtype=torch.bool))
-            counts.append(int(token_mask[0].sum()))
-    if counts == [5, 9]:
-        return "per_step"
-    return "fixed" if counts[0] == counts[1] else None
-
-
 def _check_token_count(adapter: ModalityAdapter, count: int) -> None:
-    """The config's token facts must be what the projector does: the mode the projector declares, and for a
-    per-step projector the count it makes of the example input."""
+    """The config's token facts must be what the projector does: the mode measured on the projector, and for
+    a recorded mode the count it makes of the example input. A package that records no mode (written before
+    ``token_mode`` existed) loads as before, with a warning to export it again."""
     config = adapter.config
     what = f"adapter {config.name!r}"
-    behaves = _projector_token_mode(adapter)
+    behaves = measure_token_mode(adapter.projector, config.projector.in_dim)
+    if config.token_mode is None:
+        record = (f'add "token_mode": "{behaves}", "num_tokens": {count} to its {CONFIG_NAME}' if behaves else
+                  f"record its token_mode ('fixed' or 'per_step') in its {CONFIG_NAME}")
+        warnings.warn(f"{what} does not record token_mode (written before anymal recorded it, or by hand): its "
+                      f"{config.projector.type!r} projector measures as {behaves or 'neither fixed nor per-step'}, "
+                      f"making {count} tokens of the example input. To keep it loadable, {record} (see "
+                      f"docs/migration.md); packages without it will be refused in a later release",
+                      AdapterPackageWarning, stacklevel=4)
+        return
     if behaves is not None and behaves != config.token_mode:
         raise AdapterFunctionalCheckError(
             f"{what} says token_mode {config.token_mode!r} but its {config.projector.type!r} projector is "

@@ -192,10 +192,11 @@ class Registry:
                 self.record_error(other, f"{kind} {name!r} from plugin {other!r} is already registered by plugin "
                                          f"{plugin!r} (built-in): rename the {kind}")
             else:
-                raise RegistrationError(
-                    f"{kind} {name!r} from plugin {plugin!r} is already registered by plugin {other!r}: "
-                    f"uninstall one of them or rename the {kind}"
-                )
+                # Refused, and the plugin's hook goes on with its other names: the same outcome whichever of
+                # the two plugins pluggy called first.
+                self.record_error(plugin, f"{kind} {name!r} from plugin {plugin!r} is already registered by plugin "
+                                          f"{other!r}: uninstall one of them or rename the {kind}")
+                return
         table[name] = _Entry(value, plugin)
         self.plugins[plugin].registered.setdefault(kind, []).append(name)
 

@@ -28,6 +28,8 @@ def toy_config(llm: LLM, projector: str = "meanpool", num_tokens: int = 4, **opt
         encoder=EncoderRef(name="toy-linear", config={"width": 8}),
         projector=ProjectorSpec(type=projector, in_dim=8, out_dim=llm.hidden_size, options=options),
         llm=LLMRef(**{k: v for k, v in llm.describe().items()}), num_tokens=num_tokens,
+        # as training records it (a per-step projector's count is set from the example by token_facts)
+        token_mode="per_step" if projector in ("linear", "mlp") else "fixed",
     )
 
 

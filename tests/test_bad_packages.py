@@ -432,3 +432,30 @@ def test_odd_refs_are_refused_with_the_ref_error(serving, ref, fragment):
     with pytest.raises(InvalidRefError, match=fragment):
         host.load_adapter(ref, name=name)
     _assert_still_serving(host, name, before, model, slot)
+
+
+def test_a_package_without_token_facts_loads_with_a_warning(serving, good, tmp_path):
+    """Packages written before token_mode existed (or by code that builds configs by hand) keep loading: the
+    host measures the projector and warns to export again (the migration path in docs/migration.md)."""
+    from adapters_hub import AdapterPackageWarning
+
+    host, _, _ = serving
+    old = tmp_path / "old"
+    shutil.copytree(good, old)
+    _edit_config(old, token_mode=_DELETE)
+    with pytest.warns(AdapterPackageWarning, match="does not record token_mode.*measures as fixed"):
+        assert host.load_adapter(str(old), name="old") == "old"
+
+
+def test_a_projector_that_cannot_take_the_probe_lengths_is_not_a_crash(tiny, registry, tmp_path):
+    """The token-mode probe runs plugin code: a projector that fails on it leaves the mode unknown instead of
+    escaping as an undocumented exception."""
+    from anymal_host.adapter import measure_token_mode
+
+    class OnlyTwelve(torch.nn.Module):
+        def forward(self, features, mask):
+            if features.shape[1] != 12:
+                raise RuntimeError("needs 12 steps")
+            return features, mask
+
+    assert measure_token_mode(OnlyTwelve(), 8) is None

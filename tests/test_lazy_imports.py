@@ -37,3 +37,10 @@ def test_the_lazy_names_still_resolve():
         assert getattr(anymal_host, name) is not None
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         anymal_host.Nope  # noqa: B018
+
+
+def test_submodules_are_reachable_as_attributes():
+    import anymal_host
+
+    assert anymal_host.modality.Modality is anymal_host.Modality
+    assert anymal_host.loading.build_adapter is not None

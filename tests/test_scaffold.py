@@ -125,3 +125,15 @@ def run(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> str
     done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, f"{' '.join(command)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
     return done.stdout
+
+
+def test_force_never_writes_through_a_link(tmp_path):
+    assert new(tmp_path, "pulse").exit_code == 0
+    root = tmp_path / "anymal-plugin-pulse"
+    victim = tmp_path / "victim.py"
+    victim.write_text("keep me")
+    (root / "README.md").unlink()
+    (root / "README.md").symlink_to(victim)
+    forced = new(tmp_path, "pulse", "--force")
+    assert forced.exit_code == 1 and "is (or lies under) a link" in forced.output
+    assert victim.read_text() == "keep me"

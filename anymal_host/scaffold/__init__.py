@@ -88,6 +88,10 @@ def new_plugin(name: str, parent: str | Path = ".", *, description: str | None =
         if target.name.startswith(DOTFILE_PREFIX):
             target = target.with_name("." + target.name[len(DOTFILE_PREFIX):])
         target.parent.mkdir(parents=True, exist_ok=True)
+        if any(part.is_symlink() for part in (target, *target.parents) if root in (part, *part.parents)):
+            # --force writes over files of the same name, never through a link to somewhere else
+            raise FileExistsError(f"{target} is (or lies under) a link: remove the link, or generate into a new "
+                                  "folder")
         target.write_text(render(template.read_text(encoding="utf-8"), values, where=relative), encoding="utf-8")
         written.append(target)
     return root, sorted(written)

@@ -31,6 +31,7 @@ from ..modality import DatasetSpec
 from ..prompt import Attachment, assemble
 from .accuracy import (MAX_NEW_TOKENS, PATIENCE, NotLearningWarning, ValidationAnswers, not_learning_message,
                        not_learning_streak)
+from ..errors import TrainConfigError
 from .checkpoint import load_trainer_state, prune_checkpoints, save_checkpoint
 from .config import TrainConfig, encoder_config
 from .plots import save_loss_curve
@@ -99,8 +100,8 @@ class _Run:
         from transformers import get_cosine_schedule_with_warmup
 
         if "seed" in config.preprocessing:  # before anything is built: it would only fail at the data's build
-            raise ValueError("the preprocessing option 'seed' clashes with the seed training passes to the data set's "
-                             "build: set TrainConfig.seed / --seed instead")
+            raise TrainConfigError("the preprocessing option 'seed' clashes with the seed training passes to the data "
+                                   "set's build: set TrainConfig.seed / --seed instead")
         accelerator = Accelerator(cpu=not torch.cuda.is_available())
         host = host or AnymalHost(llm_options=LLMOptions(quantization=config.quantization))
         llm = host.llm

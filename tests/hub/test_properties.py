@@ -171,7 +171,7 @@ def configs(draw) -> object:
 def _check_accepted(config: AdapterConfig) -> None:
     """What every accepted config guarantees to the host."""
     assert config.name.strip() == config.name != ""
-    assert 1 <= config.num_tokens <= 4096 and config.token_mode in ("fixed", "per_step")
+    assert 1 <= config.num_tokens <= 4096 and config.token_mode in ("fixed", "per_step", None)
     assert config.projector.out_dim == config.llm.hidden_size <= 65536
     assert isinstance(config.encoder.weights_included, bool) and isinstance(config.metrics, dict)
     assert all(not isinstance(v, float) or math.isfinite(v) for v in config.metrics.values())

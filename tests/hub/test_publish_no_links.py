@@ -115,3 +115,22 @@ def test_a_hugging_face_snapshot_can_be_republished(hubs, package, tmp_path):
     assert any(p.is_symlink() for p in snapshot.iterdir())
     folder.push(snapshot, "mirror/imu")
     assert load_adapter_package(folder.pull("mirror/imu"))[0] == load_adapter_package(package)[0]
+
+
+def test_a_fake_cache_whose_blobs_folder_is_a_link_publishes_nothing(package, tmp_path):
+    """A folder laid out like a Hugging Face cache snapshot, whose blobs/ is itself a link to another folder:
+    "links into blobs/" would then be links to anywhere. The layout is trusted only when blobs/ is real."""
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "id_rsa").write_bytes(b"-----BEGIN PRIVATE KEY-----")
+    repo = tmp_path / "dl" / "models--evil--imu"
+    snapshot = repo / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    (repo / "blobs").symlink_to(secret, target_is_directory=True)
+    for f in package.iterdir():
+        (snapshot / f.name).write_bytes(f.read_bytes())
+    (snapshot / "notes.txt").symlink_to("../../blobs/id_rsa")
+    hub = FolderHub(tmp_path / "hub")
+    with pytest.raises(UnsafePackageError, match="outside the package"):
+        hub.push(snapshot, "me/imu")
+    assert not any(b"PRIVATE KEY" in p.read_bytes() for p in (tmp_path / "hub").rglob("*") if p.is_file())

@@ -67,3 +67,11 @@ def test_folder_hub_repo_by_path(tmp_path):
 def test_bad_refs_are_refused(ref, message):
     with pytest.raises(InvalidRefError, match=message):
         parse_ref(ref)
+
+
+@pytest.mark.parametrize("ref, repo, revision", [
+    ("acme/imu-linear@refs/pr/1", "acme/imu-linear", "refs/pr/1"),
+    ("acme/x@feature/x", "acme/x", "feature/x"),
+])
+def test_a_revision_with_slashes_is_still_a_hub_ref(ref, repo, revision):
+    assert parse_ref(ref) == AdapterRef("hf", repo, revision)
