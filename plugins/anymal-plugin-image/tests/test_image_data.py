@@ -1,0 +1,81 @@
+"""The data sets: captions known by construction and read back by the parsers, deterministic splits, held-out
+colour-shape pairs only in test_heldout, digits from scikit-learn."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from anymal_plugin_image.data import (COUNT_WORDS, HELD_OUT, PAIRS, SEEN_PAIRS, Scene, Shape, build_counts,
+                                      build_digits, build_shapes, count_from_text, digit_from_text, draw_scene,
+                                      pair_from_text, random_scene)
+
+HELD = {" ".join(p) for p in HELD_OUT}
+
+
+def test_held_out_pairs_are_only_in_test_heldout() -> None:
+    assert HELD and HELD.isdisjoint(SEEN_PAIRS) and set(SEEN_PAIRS) | HELD == set(PAIRS)
+    for split in ("train", "val", "test"):
+        labels = {item["label"] for item in build_shapes(split, limit=len(SEEN_PAIRS))}
+        assert labels == set(SEEN_PAIRS), split  # balanced: every seen pair once in the first 9 items
+    heldout = build_shapes("test_heldout", limit=6)
+    assert {item["label"] for item in heldout} == HELD and all(item["held_out"] for item in heldout)
+
+
+def test_captions_name_their_label_and_splits_are_deterministic_and_disjoint() -> None:
+    train = build_shapes("train", limit=9)
+    assert all(pair_from_text(item["caption"]) == item["label"] for item in train)
+    again = build_shapes("train", limit=9)
+    assert all(torch.equal(a["signal"], b["signal"]) for a, b in zip(train, again))
+    val = build_shapes("val", limit=9)
+    assert not any(torch.equal(a["signal"], b["signal"]) for a in train for b in val)
+    other_seed = build_shapes("train", seed=1, limit=9)
+    assert not torch.equal(train[0]["signal"], other_seed[0]["signal"])
+    with pytest.raises(ValueError, match="unknown split 'dev'"):
+        build_shapes("dev")
+
+
+def test_counts_are_balanced_and_read_back() -> None:
+    items = build_counts("val", limit=8)
+    assert [item["label"] for item in items] == list(COUNT_WORDS) * 2
+    assert all(count_from_text(item["caption"]) == item["label"] for item in items)
+
+
+def test_scenes_draw_what_their_caption_says() -> None:
+    import numpy as np
+
+    scene = Scene((Shape("square", "blue", 0.5, 0.5, 0.4),), 100, 80, ((200, 200, 200), (200, 200, 200)), 0.0, None)
+    pixels = np.asarray(draw_scene(scene))
+    assert pixels.shape == (80, 100, 3)
+    r, g, b = pixels[40, 50].astype(int)
+    assert b > 150 and r < 100 and g < 130  # blue in the middle
+    assert tuple(pixels[2, 2]) == (200, 200, 200)  # background in the corner
+    many = random_scene(random.Random(0), 4, SEEN_PAIRS)
+    assert len(many.objects) == 4 and many.caption().startswith("There are four shapes: ")
+
+
+def test_digits_come_from_scikit_learn_with_their_labels() -> None:
+    items = build_digits("test", limit=20)
+    assert all(item["signal"].shape == (1, 3, 224, 224) for item in items)
+    assert all(digit_from_text(item["caption"]) == item["label"] for item in items)
+    from sklearn.datasets import load_digits
+
+    from anymal_plugin_image.data import _digit_split
+
+    splits = [set(_digit_split(s).tolist()) for s in ("train", "val", "test")]
+    assert sum(map(len, splits)) == len(load_digits().target) == len(set().union(*splits))
+
+
+@pytest.mark.parametrize(("text", "pair", "count", "digit"), [
+    ("A Red circle.", "red circle", "one", None),
+    ("There are 3 shapes: a red circle, ...", "red circle", "three", "3"),
+    ("I see two blue squares.", "blue square", "two", "2"),
+    ("The digit is seven.", None, None, "7"),
+    ("A circle, maybe red.", None, None, None),
+])
+def test_parsers_read_answers(text: str, pair: str | None, count: str | None, digit: str | None) -> None:
+    assert pair_from_text(text) == pair
+    assert count_from_text(text) == count
+    assert digit_from_text(text) == digit
