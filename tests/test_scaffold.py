@@ -117,6 +117,10 @@ def test_the_generated_plugin_installs_and_passes_its_own_tests(tmp_path):
            "ANYMAL_HOME": str(tmp_path / "home")}
     listed = run([sys.executable, "-m", "anymal_host.cli", "plugins"], cwd=tmp_path, env=env)
     assert f"{NAME} 0.1.0  [ok]" in listed and f"dataset: {NAME}:demo" in listed
+    # installed, the plugin keeps `anymal --help` light: importing it (as every command does) loads no torch
+    probe = ("import sys\nfrom anymal_host.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n"
+             "    pass\nprint('torch' in sys.modules)")
+    assert run([sys.executable, "-c", probe], cwd=tmp_path, env=env).strip().endswith("False")
     tested = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=root, env=env)
     assert " passed" in tested and "skipped" not in tested  # installed: the entry-point test runs too
 
