@@ -1,4 +1,4 @@
-"""anymal-plugin-audio: Sound clips (speech, tones, beeps) through Whisper tiny.en's encoder, up to 30 seconds at 16 kHz
+"""anymal-plugin-audio: sound clips (speech, tones, beeps) through Whisper tiny.en's encoder, up to 30 s at 16 kHz.
 
 The host finds it through the ``anymal`` entry point ``audio = "anymal_plugin_audio.plugin"``.
 """
