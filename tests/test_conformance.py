@@ -34,7 +34,13 @@ def _imu_data_missing() -> str | None:
 
 
 #: Data sets whose build needs data that may not be installed: name -> a function giving the reason, or None.
-NEEDS_DATA = {"imu:hapt": _imu_data_missing}
+def _espeak_missing() -> str | None:
+    import shutil
+
+    return None if shutil.which("espeak-ng") else "espeak-ng is not installed (apt-get install espeak-ng)"
+
+
+NEEDS_DATA = {"imu:hapt": _imu_data_missing, "audio:speech": _espeak_missing}
 
 
 def test_every_plugin_registers_without_errors():
