@@ -9,9 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from anymal_host import DatasetSpec, hookimpl
-
-from .modality import AudioModality
+from anymal_host import hookimpl
 
 __all__ = ["register_modalities", "register_datasets", "register_adapters", "ADAPTERS_DIR"]
 
@@ -33,11 +31,17 @@ def _build_sounds(split: str, **options: Any) -> Any:
 
 @hookimpl
 def register_modalities(register: Callable[[Any], None]) -> None:
+    # Imported here: every `anymal` command (`anymal --help` too) imports this module, and the modality module
+    # imports torch and numpy.
+    from .modality import AudioModality
+
     register(AudioModality())
 
 
 @hookimpl
 def register_datasets(register: Callable[[Any], None]) -> None:
+    from anymal_host import DatasetSpec
+
     # constants and two small parsers only: data.py imports numpy, nothing heavier, and generates nothing here
     from .data import (SOUND_LABELS, SOUND_QUESTIONS, SOUND_SIZES, SPEECH_LABELS, SPEECH_QUESTIONS, SPEECH_SIZES,
                        VOICES, sound_label, speech_label)
