@@ -120,7 +120,9 @@ class DatasetSpec:
     # The modality its signals belong to.
     modality: str
     # ``build(split, **options)`` returns a sequence of items ``{"signal": Tensor (preprocessed),
-    # "caption": str, ...}``; splits are at least ``train``, ``val`` and ``test``.
+    # "caption": str, ...}``; splits are at least ``train``, ``val`` and ``test``. An item may carry its own
+    # ``"question"`` (or ``"questions"``, to choose from in training; the first is asked in evaluation), which
+    # wins over ``questions`` below: one data set can then mix tasks.
     build: Callable[..., Sequence[Mapping[str, Any]]]
     # One line for listings.
     description: str = ""

@@ -64,6 +64,7 @@ class Registry:
         self._datasets: dict[str, _Entry] = {}
         self._adapters: dict[str, _Entry] = {}
         self._collected = False
+        self._collecting = False
         self._lock = threading.RLock()
         #: Problems that belong to no single plugin (``anymal plugins`` prints them).
         self.warnings: list[str] = []
@@ -169,6 +170,18 @@ class Registry:
         with self._lock:
             if self._collected:
                 return
+            if self._collecting:  # a hook asked the registry for what it is still being built from
+                raise RegistrationError("a plugin hook queried the registry (modalities, datasets...) while the "
+                                        "registry was being built: register descriptions only, and look things "
+                                        "up when they are used, not at registration")
+            self._collecting = True
+            try:
+                self._collect_all()
+            finally:
+                self._collecting = False
+
+    def _collect_all(self) -> None:
+        with self._lock:
             self._modalities.clear(); self._projectors.clear(); self._datasets.clear(); self._adapters.clear()
             for info in self.plugins.values():
                 info.registered.clear()

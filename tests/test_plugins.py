@@ -222,3 +222,14 @@ def test_a_raising_plugin_is_reported_and_later_plugins_still_register(registry)
     registry.add_plugin(Broken(), name="broken")
     assert "toy" in registry.modalities
     assert "register_modalities raised RuntimeError: boom" in registry.plugins["broken"].errors[0]
+
+
+def test_a_hook_that_queries_the_registry_is_reported_and_the_rest_still_register(registry):
+    class Nosy:
+        @hookimpl
+        def register_datasets(self, register):
+            registry.modalities  # noqa: B018  (looks up what is still being built)
+
+    registry.add_plugin(Nosy(), name="nosy")
+    assert "toy" in registry.modalities and "toy:ramps" in registry.datasets
+    assert "queried the registry" in registry.plugins["nosy"].errors[0]

@@ -119,3 +119,58 @@ def test_validation_items_are_the_evaluation_s_class_balanced_pick(tmp_path, hos
     assert {tuple(item["signal"].flatten().tolist()) for item in run.val_items} != \
            {tuple(item["signal"].flatten().tolist()) for item in first_of_each}
     run.bar.close()
+
+
+def test_a_frozen_pretrained_encoder_is_not_copied_into_the_package(tmp_path, tiny, registry):
+    """An encoder whose plugin ships pretrained weights, kept frozen, is left out of adapter.safetensors
+    (encoder.weights_included false): hosts build it from the plugin. The package still hot-loads and encodes
+    exactly as the trained adapter did."""
+    from adapters_hub import read_package_config
+    from anymal_host import hookimpl
+
+    from . import toy_plugin
+
+    class PretrainedToyEncoder(toy_plugin.ToyEncoder):
+        pretrained_weights = True  # "ships" its weights: a fixed seed stands in for a weights file
+
+        def __init__(self, width: int = 8) -> None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(1234)
+                super().__init__(width)
+
+    class PretrainedToy(toy_plugin.ToyModality):
+        name = "ptoy"
+        file_extensions = (".ptoy",)
+        media_types = ("application/x-ptoy",)
+
+        def build_encoder(self, config):
+            return PretrainedToyEncoder(width=int(config.get("width", 8)))
+
+    levels = registry.datasets["toy:levels"]
+
+    class Plugin:
+        @hookimpl
+        def register_modalities(self, register):
+            register(PretrainedToy())
+
+        @hookimpl
+        def register_datasets(self, register):
+            register(type(levels)(name="ptoy:levels", modality="ptoy", build=levels.build, labels=levels.labels,
+                                  parse_label=levels.parse_label))
+
+    registry.add_plugin(Plugin(), name="ptoy-plugin")
+    host = AnymalHost(tiny, registry=registry)
+    result = train(config(tmp_path, dataset="ptoy:levels", encoder={"name": "ptoy", "width": 8}, train_encoder=False,
+                          steps=2, eval_every=2), host, progress=False)
+    packaged = read_package_config(result.best_dir)
+    assert packaged.encoder.weights_included is False and packaged.encoder.trainable is False
+    _, tensors = load_adapter_package(result.best_dir)
+    assert not any(k.startswith("encoder.") for k in tensors)
+    name = host.load_adapter(str(result.best_dir), name="from-package")
+    signal = toy_plugin.ToyModality().example_input()
+    assert host.adapters[name].adapter.encode([signal])[0].shape[1] == tiny.hidden_size
+
+    # trained encoders (the default) are kept
+    kept = train(config(tmp_path / "kept", dataset="ptoy:levels", encoder={"name": "ptoy", "width": 8}, steps=2,
+                        eval_every=2), host, progress=False)
+    assert read_package_config(kept.best_dir).encoder.weights_included is True

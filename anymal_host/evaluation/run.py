@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .answers import evaluation_question, generate_answers
+from .answers import evaluation_question, generate_answers, item_question
 from .captions import require_caption_packages
 from .labels import label_setup
 from .report import EvalReport, score
@@ -74,6 +74,7 @@ def evaluate(
                              "a preprocessed 'signal' and a reference 'caption' per item")
 
     classes = label_setup(dataset, items)
+    own_questions = question is None  # an explicit question is asked of every item; else items' own win
     question = evaluation_question(dataset, question)
     references = [str(item["caption"]) for item in items]
     task = task if task is not None else dataset.info.get("task")
@@ -83,16 +84,20 @@ def evaluate(
     answers = generate_answers(lambda conversations: host.generate(conversations, max_new_tokens=max_new_tokens,
                                                                    do_sample=False),
                                items, dataset.modality, question, adapter=adapter, batch_size=batch_size,
-                               progress=progress, desc=f"eval {dataset.name} [{len(items)}]")
+                               progress=progress, desc=f"eval {dataset.name} [{len(items)}]",
+                               own_questions=own_questions)
     report = score(answers, references, classes.true_labels, classes.labels, classes.parse, adapter=adapter, **common)
 
     if baseline:
         # Without an attachment every item's prompt is the same text, and decoding is greedy, so one
         # generation gives every item's text-only answer: ask once and reuse it instead of N identical calls.
-        text_only = host.generate([[{"role": "user", "content": question}]], max_new_tokens=max_new_tokens,
-                                  do_sample=False)[0]
-        report.baseline = score([text_only] * len(items), references, classes.true_labels, classes.labels,
-                                classes.parse, adapter=None, n_examples=1, **common)
+        asked = [item_question(item, question, own=own_questions) for item in items]
+        distinct = sorted(set(asked))
+        texts = host.generate([[{"role": "user", "content": q}] for q in distinct], max_new_tokens=max_new_tokens,
+                              do_sample=False)
+        text_only = dict(zip(distinct, texts))
+        report.baseline = score([text_only[q] for q in asked], references, classes.true_labels, classes.labels,
+                                classes.parse, adapter=None, n_examples=len(distinct), **common)
     return report
 
 

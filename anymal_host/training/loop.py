@@ -262,12 +262,19 @@ def _adapter_config(config: TrainConfig, host: AnymalHost, spec: DatasetSpec) ->
     modality = host.registry.modality(spec.modality)
     encoder_options = encoder_config(modality, config.encoder)
     name = encoder_options.pop("name")
-    feature_dim = getattr(modality.build_encoder({"name": name, **encoder_options}), "feature_dim")
+    encoder = modality.build_encoder({"name": name, **encoder_options})
+    feature_dim = getattr(encoder, "feature_dim")
+    # A frozen encoder whose plugin ships its pretrained weights is not copied into every package (tens of MB
+    # each): hosts build it from the plugin, as the package says. Trained or re-initialised encoders are kept.
+    plugin_supplies = (getattr(encoder, "pretrained_weights", None) is True and not config.train_encoder
+                       and not config.init_encoder)
+    del encoder
     llm = host.llm
     return AdapterConfig(
         name=config.name or f"{modality.name}-{config.projector}",
         modality=modality.name,
-        encoder=EncoderRef(name=name, config=encoder_options, weights_included=True, trainable=config.train_encoder),
+        encoder=EncoderRef(name=name, config=encoder_options, weights_included=not plugin_supplies,
+                           trainable=config.train_encoder),
         projector=ProjectorSpec(type=config.projector, in_dim=feature_dim, out_dim=llm.hidden_size,
                                 options=dict(config.projector_options)),
         llm=LLMRef(**llm.describe()),
@@ -319,9 +326,12 @@ def _restore_lora(llm: Any, checkpoint: Path) -> None:
 
 
 def _conversation(item: dict[str, Any], spec: DatasetSpec, questions: Sequence[str], rng: random.Random) -> list[dict[str, Any]]:
+    # An item's own questions ("question", or a choice of "questions") win over the data set's: one data set
+    # can then mix tasks (shape, colour, count) with a question that fits each caption.
+    own = item.get("questions") or ([item["question"]] if item.get("question") else None)
     return [
         {"role": "user", "content": [Attachment(item["signal"], modality=spec.modality, preprocessed=True),
-                                     rng.choice(questions)]},
+                                     rng.choice(list(own) if own else questions)]},
         {"role": "assistant", "content": item["caption"]},
     ]
 
