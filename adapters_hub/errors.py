@@ -31,6 +31,16 @@ __all__ = [
 ]
 
 
+def short_repr(value: object, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for messages about hostile input: a config or a header can
+    hold strings of megabytes or integers past Python's digit limit (whose repr raises)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int past Python's digit limit
+        return "a number too large to print"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class AdapterPackageError(ValueError):
     """Base class: an adapter package (or a hub holding it) cannot be used as it is."""
 

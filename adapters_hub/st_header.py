@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import PackageCorruptError, PackageTooLargeError
+from .errors import PackageCorruptError, PackageTooLargeError, short_repr
 from .files import DuplicateKeyError, open_regular, unique_keys
 
 __all__ = ["DTYPE_BITS", "DTYPE_SIZES", "MAX_NDIM", "parse_safetensors_header", "TensorInfo", "SafetensorsHeader", "read_safetensors_header", "normalize_dtype"]
@@ -89,26 +89,17 @@ def _entry(path: Path, name: str, raw: object) -> TensorInfo:
         raise _bad(path, f"tensor {name!r} has unknown dtype {dtype!r}")
     if (not isinstance(shape, list) or len(shape) > MAX_NDIM
             or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
-        raise _bad(path, f"tensor {name!r} has an invalid shape {_short(shape)}")
+        raise _bad(path, f"tensor {name!r} has an invalid shape {short_repr(shape)}")
     if (not isinstance(offsets, list) or len(offsets) != 2
             or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
             or not 0 <= offsets[0] <= offsets[1]):
-        raise _bad(path, f"tensor {name!r} has invalid data_offsets {_short(offsets)}")
+        raise _bad(path, f"tensor {name!r} has invalid data_offsets {short_repr(offsets)}")
     span = offsets[1] - offsets[0]
     nbits = math.prod(shape) * DTYPE_BITS[dtype]  # exact integers: a hostile shape cannot overflow
     if nbits != 8 * span:
-        raise _bad(path, f"tensor {name!r} of shape {_short(shape)} {dtype} needs {_short(nbits // 8)} bytes but its "
-                         f"data_offsets span {span}")
+        raise _bad(path, f"tensor {name!r} of shape {short_repr(shape)} {dtype} needs {short_repr(nbits // 8)} bytes "
+                         f"but its data_offsets span {span}")
     return TensorInfo(dtype, tuple(shape), (offsets[0], offsets[1]))
-
-
-def _short(value: object, limit: int = 80) -> str:
-    """A value for an error message, cut short: a hostile header can hold numbers with thousands of digits."""
-    try:
-        text = repr(value)
-    except ValueError:  # int too large to print (Python's digit limit)
-        return "<a number too large to print>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _parse_json(path: Path, raw: bytes) -> object:
@@ -117,7 +108,7 @@ def _parse_json(path: Path, raw: bytes) -> object:
     except DuplicateKeyError as e:
         raise _bad(path, f"the header has the key {e.key!r} twice") from None
     except (UnicodeDecodeError, ValueError) as e:  # JSONDecodeError, and ints past Python's digit limit
-        raise _bad(path, f"header is not JSON: {_short(str(e), 120)}") from None
+        raise _bad(path, f"header is not JSON: {short_repr(str(e), 120)}") from None
     except RecursionError:
         raise _bad(path, "header JSON is nested too deeply") from None
 

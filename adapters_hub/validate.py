@@ -14,7 +14,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .errors import PackageCorruptError
+from .errors import PackageCorruptError, short_repr
 
 __all__ = ["ConfigBounds", "DEFAULT_BOUNDS", "TOKEN_MODES", "validate_config_data", "validate_adapter_name",
            "json_depth"]
@@ -198,14 +198,6 @@ FIELD_RULES: dict[str, tuple[bool, Rule]] = {
 _OBJECTS = ("encoder", "projector", "llm")
 
 
-def _short(value: Any) -> str:
-    try:
-        text = repr(value)
-    except ValueError:  # an int past Python's digit limit
-        return "a number too large to print"
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def validate_config_data(data: dict[str, Any], source: str, bounds: ConfigBounds = DEFAULT_BOUNDS) -> None:
     """Check the type and range of every known field of a (migrated) config; raises
     :class:`PackageCorruptError` naming the first bad field, its value and what it must be."""
@@ -214,7 +206,7 @@ def validate_config_data(data: dict[str, Any], source: str, bounds: ConfigBounds
             raise PackageCorruptError(f"{source} is missing the required key '{key}': re-export the adapter with "
                                       f"save_adapter_package, or add the key")
         if not isinstance(data[key], dict):
-            raise PackageCorruptError(f"{source}: '{key}' must be a JSON object, not {_short(data[key])}: fix "
+            raise PackageCorruptError(f"{source}: '{key}' must be a JSON object, not {short_repr(data[key], 60)}: fix "
                                       f"anymal_adapter.json")
     for dotted, (required, rule) in FIELD_RULES.items():
         parent, _, leaf = dotted.rpartition(".")
@@ -226,7 +218,7 @@ def validate_config_data(data: dict[str, Any], source: str, bounds: ConfigBounds
             continue
         must = rule(node[leaf], bounds)
         if must is not None:
-            raise PackageCorruptError(f"{source}: '{dotted}' is {_short(node[leaf])} but must be {must}: fix "
+            raise PackageCorruptError(f"{source}: '{dotted}' is {short_repr(node[leaf], 60)} but must be {must}: fix "
                                       f"anymal_adapter.json or export the adapter again")
     if data["projector"]["out_dim"] != data["llm"]["hidden_size"]:
         raise PackageCorruptError(
