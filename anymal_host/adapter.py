@@ -20,11 +20,14 @@ __all__ = ["ModalityAdapter", "run_collated", "measure_token_mode", "TOKEN_PROBE
 TOKEN_PROBE_STEPS = (4, 6)
 
 
-def run_collated(module: nn.Module, signals: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
+def run_collated(module: nn.Module, signals: torch.Tensor, mask: torch.Tensor, *,
+                 encoded: bool = False) -> list[torch.Tensor]:
     """Run an adapter (or a wrapper of it, such as DDP in training) on a collated batch; returns one
-    ``[N_i, H]`` tensor of real tokens per item (padding dropped)."""
+    ``[N_i, H]`` tensor of real tokens per item (padding dropped). ``encoded``: the batch holds encoder
+    features already (training with a frozen encoder encodes each item once), so only the projector runs."""
     device = next(module.parameters()).device
-    tokens, token_mask = module(signals.to(device), mask.to(device))
+    extra = {"encoded": True} if encoded else {}  # only when asked: other modules need not know the flag
+    tokens, token_mask = module(signals.to(device), mask.to(device), **extra)
     return [t[m] for t, m in zip(tokens, token_mask)]
 
 
@@ -77,9 +80,11 @@ class ModalityAdapter(nn.Module):
         projector = factory(config.projector.in_dim, config.projector.out_dim, config.num_tokens, **config.projector.options)
         return cls(config, modality, encoder, projector)
 
-    def forward(self, signals: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Collated signals ``[B, T, ...]`` + step mask ``[B, T]`` -> ``(tokens [B, N, H], token_mask [B, N])``."""
-        features, feature_mask = self.encoder(signals, mask)
+    def forward(self, signals: torch.Tensor, mask: torch.Tensor, encoded: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Collated signals ``[B, T, ...]`` + step mask ``[B, T]`` -> ``(tokens [B, N, H], token_mask [B, N])``.
+        With ``encoded``, ``signals`` are encoder features ``[B, T, D]`` already and only the projector runs."""
+        features, feature_mask = (signals, mask) if encoded else self.encoder(signals, mask)
         return self.projector(features, feature_mask)
 
     def encode(self, sources: Sequence[Any]) -> list[torch.Tensor]:

@@ -51,6 +51,9 @@ def _train_options(function):
         click.option("--init-encoder", default=None, type=click.Path(exists=True),
                      help="Start the encoder from encoder.safetensors (pretrain-encoder) or an adapter package folder."),
         click.option("--freeze-encoder", is_flag=True, help="Train the projector only."),
+        click.option("--cache-features/--no-cache-features", default=True, show_default=True,
+                     help="With a frozen encoder, encode every example once before training instead of at each "
+                          "step (same result; costs the features' memory, which is logged)."),
         click.option("--num-tokens", default=64, show_default=True, help="Tokens per attachment (perceiver)."),
         click.option("--steps", default=400, show_default=True, help="Optimiser steps."),
         click.option("--batch-size", default=16, show_default=True, help="Examples per step."),

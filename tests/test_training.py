@@ -51,6 +51,47 @@ def test_frozen_encoder_stays_put(tmp_path, host):
     assert all(torch.equal(first[k], v) for k, v in fresh.weights_for_saving().items() if k.startswith("encoder."))
 
 
+def test_a_frozen_encoder_is_run_once_per_item_with_the_same_result(tmp_path, host, monkeypatch):
+    """With the encoder frozen, training encodes every item once before the first step (cache_features) and
+    the steps run the projector only: the losses, validation and weights match a run that encodes at every step."""
+    encoder_type = type(host.registry.modality("toy").build_encoder({"name": "toy", "width": 8}))
+    calls = {"n": 0}
+    original = encoder_type.forward
+
+    def counting(self, *args, **kwargs):
+        calls["n"] += 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(encoder_type, "forward", counting)
+    overrides = dict(train_encoder=False, steps=6, eval_every=3)
+    cached = train(config(tmp_path / "cached", **overrides), host, progress=False)
+    calls_cached, calls["n"] = calls["n"], 0
+    every_step = train(config(tmp_path / "every", cache_features=False, **overrides), host, progress=False)
+    def figures(result):
+        return [h.get(key, -1.0) for h in result.history for key in ("loss", "val_loss", "val_accuracy")]
+
+    assert figures(cached) == pytest.approx(figures(every_step), rel=1e-5, abs=1e-6)
+    _, a = load_adapter_package(cached.best_dir)
+    _, b = load_adapter_package(every_step.best_dir)
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    # the cached run encodes up front only: twice the steps, not one encoder call more
+    calls_every, calls["n"] = calls["n"], 0
+    train(config(tmp_path / "longer", **{**overrides, "steps": 12}), host, progress=False)
+    assert calls["n"] == calls_cached < calls_every
+
+
+def test_a_trainable_encoder_is_not_cached(tmp_path, host):
+    from anymal_host.training.features import EncodedSignal
+    from anymal_host.training.loop import _Run
+
+    run = _Run.setup(config(tmp_path), host, progress=False)
+    assert not any(isinstance(item["signal"], EncodedSignal) for item in run.train_items + run.val_items)
+    run.bar.close()
+    frozen = _Run.setup(config(tmp_path / "frozen", train_encoder=False), host, progress=False)
+    assert all(isinstance(item["signal"], EncodedSignal) for item in frozen.train_items + frozen.val_items)
+    frozen.bar.close()
+
+
 def _config_of(result):
     from adapters_hub import read_package_config
 

@@ -34,6 +34,7 @@ from .accuracy import (MAX_NEW_TOKENS, PATIENCE, NotLearningWarning, ValidationA
 from ..errors import TrainConfigError
 from .checkpoint import load_trainer_state, prune_checkpoints, save_checkpoint
 from .config import TrainConfig, encoder_config
+from .features import EncodedSignal, cached_bytes, collate_encoded, encode_items, encoder_is_frozen
 from .plots import save_loss_curve
 
 __all__ = ["train", "TrainResult", "GENERIC_QUESTIONS"]
@@ -150,6 +151,13 @@ class _Run:
         # The evaluation's class-balanced pick: seeded and spread over the whole split, not the first items of
         # each class (on data ordered by person, those would all come from one person).
         val_split = spec.build("val", seed=config.seed, **config.preprocessing)
+        if config.cache_features and encoder_is_frozen(adapter):
+            # A frozen encoder gives each item the same features at every step: compute them once, here.
+            train_items, val_split = encode_items(accelerator.unwrap_model(adapter), modality,
+                                                  [train_items, val_split], config.batch_size,
+                                                  progress=progress and accelerator.is_main_process)
+            _log(accelerator, f"frozen encoder: features of {len(train_items) + len(val_split)} items computed once "
+                              f"({cached_bytes([train_items, val_split]) / 2**20:,.0f} MiB kept)")
         val_items = select_items(val_split, config.val_items, config.seed)
         answers = ValidationAnswers.pick(spec, val_split, config.val_generate, config.seed)
         questions = spec.questions or tuple(q.format(modality=spec.modality) for q in GENERIC_QUESTIONS)
@@ -338,7 +346,10 @@ def _conversation(item: dict[str, Any], spec: DatasetSpec, questions: Sequence[s
 
 def _encode(adapter: Any, modality: Any, attachments: list[Attachment]) -> list[torch.Tensor]:
     # through the (possibly DDP-wrapped) training module, so gradients are synchronised across processes
-    return run_collated(adapter, *modality.collate([a.source for a in attachments]))
+    sources = [a.source for a in attachments]
+    if sources and all(isinstance(s, EncodedSignal) for s in sources):  # encoded once: the projector only
+        return run_collated(adapter, *collate_encoded(sources), encoded=True)
+    return run_collated(adapter, *modality.collate(sources))
 
 
 def _write_checkpoints(output: Path, adapter: ModalityAdapter, config: AdapterConfig, llm: Any, lora_dir: Path | None,

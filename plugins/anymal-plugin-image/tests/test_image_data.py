@@ -8,9 +8,11 @@ import random
 import pytest
 import torch
 
-from anymal_plugin_image.data import (COUNT_WORDS, HELD_OUT, PAIRS, SEEN_PAIRS, Scene, Shape, build_counts,
-                                      build_digits, build_shapes, count_from_text, digit_from_text, draw_scene,
-                                      pair_from_text, random_scene)
+from anymal_plugin_image.data import (COLORS, COUNT_WORDS, HELD_OUT, PAIRS, SEEN_PAIRS, SHAPES, Scene, Shape,
+                                      build_colors, build_counts, build_digits, build_mix, build_shapes,
+                                      color_from_text, count_from_text, digit_from_text, draw_scene, pair_from_text,
+                                      random_scene, shape_from_text)
+from anymal_plugin_image.labels import MIX_LABELS, MIX_QUESTIONS
 
 HELD = {" ".join(p) for p in HELD_OUT}
 
@@ -18,15 +20,40 @@ HELD = {" ".join(p) for p in HELD_OUT}
 def test_held_out_pairs_are_only_in_test_heldout() -> None:
     assert HELD and HELD.isdisjoint(SEEN_PAIRS) and set(SEEN_PAIRS) | HELD == set(PAIRS)
     for split in ("train", "val", "test"):
-        labels = {item["label"] for item in build_shapes(split, limit=len(SEEN_PAIRS))}
-        assert labels == set(SEEN_PAIRS), split  # balanced: every seen pair once in the first 9 items
+        pairs = {item["pair"] for item in build_shapes(split, limit=len(SEEN_PAIRS))}
+        assert pairs == set(SEEN_PAIRS), split  # balanced: every seen pair once in the first 9 items
     heldout = build_shapes("test_heldout", limit=6)
-    assert {item["label"] for item in heldout} == HELD and all(item["held_out"] for item in heldout)
+    assert {item["pair"] for item in heldout} == HELD and all(item["held_out"] for item in heldout)
+    assert not any(item["held_out"] for item in build_shapes("test", limit=6))
+    with pytest.raises(ValueError, match="evaluate the held-out colour-shape pairs with image:shapes"):
+        build_mix("test_heldout", limit=2)
+
+
+def test_shapes_and_colors_ask_about_the_same_scenes() -> None:
+    shapes, colors = build_shapes("test", limit=6), build_colors("test", limit=6)
+    assert all(torch.equal(a["signal"], b["signal"]) and a["pair"] == b["pair"] for a, b in zip(shapes, colors))
+    assert all(shape_from_text(i["caption"]) == i["label"] == i["pair"].split()[1] for i in shapes)
+    assert all(color_from_text(i["caption"]) == i["label"] == i["pair"].split()[0] for i in colors)
+    assert {i["question"] for i in shapes} == {"What shape is in the image?"}
+    assert {i["question"] for i in colors} == {"What color is the shape?"}
+
+
+def test_the_mix_asks_every_question_and_its_answers_name_their_class() -> None:
+    from anymal_host.evaluation.labels import label_matcher
+
+    items = build_mix("val", limit=4)
+    assert len(items) == 4 * 3 + 4 + 4  # three questions per one-object scene, then counts, then digits
+    assert {i["question"] for i in items} == set(MIX_QUESTIONS)
+    parse = label_matcher(MIX_LABELS)  # what evaluation and validation read answers with (no parser of its own)
+    assert all(parse(i["caption"]) == i["label"] for i in items)
+    # the three questions about one scene share its signal (a frozen encoder encodes it once)
+    assert items[0]["signal"] is items[1]["signal"] is items[2]["signal"]
+    assert {i["label"] for i in items[:12]} <= set(SHAPES) | set(COLORS) | set(PAIRS)
 
 
 def test_captions_name_their_label_and_splits_are_deterministic_and_disjoint() -> None:
     train = build_shapes("train", limit=9)
-    assert all(pair_from_text(item["caption"]) == item["label"] for item in train)
+    assert all(shape_from_text(item["caption"]) == item["label"] for item in train)
     again = build_shapes("train", limit=9)
     assert all(torch.equal(a["signal"], b["signal"]) for a, b in zip(train, again))
     val = build_shapes("val", limit=9)

@@ -13,9 +13,10 @@ from anymal_host.testing import check_dataset, check_plugin, registry_with
 
 import anymal_plugin_image.plugin as plugin
 from anymal_plugin_image import ImageModality, example_path
-from anymal_plugin_image.data import COUNT_WORDS, PAIRS
+from anymal_plugin_image.data import COLORS, COUNT_WORDS, SHAPES
+from anymal_plugin_image.labels import MIX_LABELS
 
-DATA_SETS = ("image:shapes", "image:counts", "image:digits")
+DATA_SETS = ("image:shapes", "image:colors", "image:counts", "image:digits", "image:mix")
 
 
 def test_registers_the_modality_and_the_data_sets() -> None:
@@ -25,7 +26,9 @@ def test_registers_the_modality_and_the_data_sets() -> None:
     for name in ("photo.PNG", "photo.jpg", "photo.jpeg", "anim.gif", "scan.tiff", "x.webp", "x.bmp"):
         assert registry.modality_for(name) is modality, name
     assert registry.modality_for(media_type="image/jpeg") is modality
-    assert registry.dataset("image:shapes").labels == PAIRS
+    assert registry.dataset("image:shapes").labels == SHAPES
+    assert registry.dataset("image:colors").labels == COLORS
+    assert registry.dataset("image:mix").labels == MIX_LABELS
     assert registry.dataset("image:counts").labels == COUNT_WORDS
     assert registry.dataset("image:digits").labels == tuple("0123456789")
     assert not [error for info in registry.plugins.values() for error in info.errors]
@@ -44,7 +47,8 @@ def test_data_sets_pass_the_conformance_kit_on_a_few_items(name: str) -> None:
     def few(split: str, **options: Any) -> Any:
         return spec.build(split, limit=6, **options)
 
-    splits = ("train", "val", "test", "test_heldout") if name == "image:shapes" else ("train", "val", "test")
+    held_out = name in ("image:shapes", "image:colors")
+    splits = ("train", "val", "test", "test_heldout") if held_out else ("train", "val", "test")
     check_dataset(dataclasses.replace(spec, build=few), splits=splits, modality=registry.modality("image"))
 
 

@@ -22,18 +22,18 @@ from anymal_host.training.checkpoint import export_package
 
 import anymal_plugin_image.plugin as plugin
 from anymal_plugin_image import example_path
-from anymal_plugin_image.data import SHAPE_QUESTIONS
+from anymal_plugin_image.labels import SHAPE_QUESTION
 
 NUM_TOKENS = 32
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
-    # "limit" reaches the data set's build through the preprocessing options: 12 scenes a split, not 1,200
-    config = TrainConfig(dataset="image:shapes", output_dir=str(tmp_path_factory.mktemp("run")), steps=3,
+    # "limit" reaches the data set's build through the preprocessing options: 4 scenes a task, not 1,200
+    config = TrainConfig(dataset="image:mix", output_dir=str(tmp_path_factory.mktemp("run")), steps=3,
                          batch_size=4, eval_every=3, val_items=6, val_generate=2, warmup_steps=1,
                          projector="perceiver", num_tokens=NUM_TOKENS, train_encoder=False,
-                         projector_options={"depth": 1, "heads": 2}, preprocessing={"limit": 12})
+                         projector_options={"depth": 1, "heads": 2}, preprocessing={"limit": 4})
     return train(config, AnymalHost(tiny_llm(), registry=registry_with(plugin)), progress=False)
 
 
@@ -66,7 +66,7 @@ def test_a_running_host_hot_loads_the_package(trained: TrainResult) -> None:
     host.chat("hello", max_new_tokens=2)  # serving before the adapter arrives
     name = host.load_adapter(trained.best_dir)
     assert host.active_adapter_name("image") == name
-    answer = host.chat(SHAPE_QUESTIONS[0], attachments=[example_path()], max_new_tokens=4)
+    answer = host.chat(SHAPE_QUESTION, attachments=[example_path()], max_new_tokens=4)
     assert isinstance(answer, str)
 
 
@@ -78,5 +78,5 @@ def test_an_exported_package_is_bundled_and_loads_on_first_use(trained: TrainRes
     registry = registry_with(plugin)
     assert registry.bundled_adapters == {"image-perceiver": tmp_path / "adapters" / "image-perceiver"}
     host = AnymalHost(tiny_llm(), registry=registry)
-    host.chat(SHAPE_QUESTIONS[0], attachments=[example_path("three_shapes.jpg")], max_new_tokens=4)
+    host.chat(SHAPE_QUESTION, attachments=[example_path("three_shapes.jpg")], max_new_tokens=4)
     assert host.active_adapter_name("image") == "image-perceiver"

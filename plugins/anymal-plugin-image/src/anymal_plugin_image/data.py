@@ -5,14 +5,18 @@ circles, squares and triangles in red, green, blue and yellow on flat or gradien
 positions and aspect ratios, then blurs and JPEG-compresses some. Each item goes through ``load`` (from the
 encoded PNG/JPEG bytes) and ``preprocess``, exactly as a user's attachment would.
 
-- ``image:shapes``: one object; the label is its colour and shape (``"red circle"``). Three colour-shape
-  pairs (:data:`HELD_OUT`) never appear in ``train``, ``val`` or ``test``; the ``test_heldout`` split holds only
-  them, to measure whether colour and shape are learnt apart (compositional generalisation).
-- ``image:counts``: 1 to 4 objects; the label is how many.
-- ``image:digits``: scikit-learn's 1,797 8 x 8 digits, split 70/10/20 by a fixed permutation.
+Every item carries its own question and the answer to it (``question``, ``caption``) and its class (``label``):
 
-The host asks every item one question drawn from the data set's ``questions``, so each data set keeps one
-task, with captions that answer all of its questions.
+- ``image:shapes``: one object, "What shape is in the image?", ``"It is a circle."``, label the shape.
+  Three colour-shape pairs (:data:`HELD_OUT`) never appear in ``train``, ``val`` or ``test``; the
+  ``test_heldout`` split holds only them, to measure whether colour and shape are learnt apart
+  (compositional generalisation).
+- ``image:colors``: the same scenes, "What color is the shape?", ``"It is red."``, label the colour.
+- ``image:counts``: 1 to 4 objects, "How many shapes are there?", ``"There are three shapes."``.
+- ``image:digits``: scikit-learn's 1,797 8 x 8 digits, split 70/10/20 by a fixed permutation,
+  "What digit is this?", ``"It is the digit 7."``.
+- ``image:mix``: all of the above in one data set (plus "Describe the image." on the one-object scenes): what
+  the bundled adapter is trained on, so that one adapter answers every question.
 """
 
 from __future__ import annotations
@@ -27,14 +31,16 @@ from typing import Any, Callable, Sequence, TypeVar
 import numpy as np
 import torch
 
-from .labels import (COLORS, COUNT_QUESTIONS, COUNT_WORDS, DIGIT_QUESTIONS, DIGIT_WORDS, HELD_OUT, PAIRS,
-                     COUNTS_SIZES, SEEN_PAIRS, SHAPES_SIZES, SHAPE_QUESTIONS, SHAPES, count_from_text, digit_from_text, pair_from_text)
+from .labels import (COLOR_QUESTION, COLORS, COUNT_QUESTION, COUNT_WORDS, COUNTS_SIZES, DESCRIBE_QUESTION,
+                     DIGIT_QUESTION, DIGIT_WORDS, HELD_OUT, PAIRS, SEEN_PAIRS, SHAPE_QUESTION, SHAPES, SHAPES_SIZES,
+                     color_answer, color_from_text, count_answer, count_from_text, digit_answer, digit_from_text,
+                     pair_from_text, shape_answer, shape_from_text)
 from .modality import ImageModality
 
-__all__ = ["SHAPES", "COLORS", "PAIRS", "HELD_OUT", "COUNT_WORDS", "DIGIT_WORDS", "SHAPES_SIZES", "COUNTS_SIZES",
-           "SHAPE_QUESTIONS", "COUNT_QUESTIONS", "DIGIT_QUESTIONS", "Scene", "draw_scene", "random_scene",
-           "encode_scene", "build_shapes", "build_counts", "build_digits", "pair_from_text", "count_from_text",
-           "digit_from_text"]
+__all__ = ["SHAPES", "COLORS", "PAIRS", "HELD_OUT", "SEEN_PAIRS", "COUNT_WORDS", "DIGIT_WORDS", "SHAPES_SIZES",
+           "COUNTS_SIZES", "Scene", "draw_scene", "random_scene", "encode_scene", "build_shapes", "build_colors",
+           "build_counts", "build_digits", "build_mix", "pair_from_text", "shape_from_text", "color_from_text",
+           "count_from_text", "digit_from_text"]
 
 # The colours as drawn: saturated, far from the neutral backgrounds, with a little jitter per scene.
 _RGB = {"red": (215, 35, 35), "green": (35, 170, 60), "blue": (40, 80, 220), "yellow": (235, 205, 30)}
@@ -161,34 +167,51 @@ def _check_split(split: str, sizes: dict[str, int], name: str) -> None:
         raise ValueError(f"unknown split {split!r} of {name}: use one of {', '.join(sizes)}")
 
 
-def _item(modality: ImageModality, data: bytes, caption: str, label: str, options: dict[str, Any],
-          **extra: Any) -> dict[str, Any]:
-    signal = modality.preprocess(modality.load(data), **options)
-    return {"signal": signal, "caption": caption, "label": label, **extra}
+def _item(signal: torch.Tensor, question: str, caption: str, label: str, **extra: Any) -> dict[str, Any]:
+    return {"signal": signal, "question": question, "caption": caption, "label": label, **extra}
 
 
-@_on_one_thread
-def build_shapes(split: str, seed: int = 0, limit: int | None = None, **options: Any) -> list[dict[str, Any]]:
-    """``image:shapes``: one object per scene, label ``"<color> <shape>"``, balanced over the split's pairs.
-
-    ``test_heldout`` holds only :data:`HELD_OUT` pairs; the other splits only the rest. ``limit`` builds the
-    first ``limit`` items only (quick checks); ``options`` are the preprocessing options.
-    """
+def _single_scenes(split: str, seed: int, limit: int | None, options: dict[str, Any]
+                   ) -> list[tuple[torch.Tensor, str, str, bool]]:
+    """The one-object scenes of ``split``: ``(signal, color, shape, held_out)`` each, balanced over the split's
+    pairs. ``test_heldout`` holds only :data:`HELD_OUT` pairs; the other splits only the rest. The same split
+    and seed give the same scenes to ``image:shapes``, ``image:colors`` and ``image:mix``."""
     _check_split(split, SHAPES_SIZES, "image:shapes")
     pairs = [" ".join(p) for p in HELD_OUT] if split == "test_heldout" else list(SEEN_PAIRS)
     rng = random.Random(f"shapes-{split}-{seed}")
     modality = ImageModality()
-    items = []
+    scenes = []
     for i in range(min(SHAPES_SIZES[split], limit or SHAPES_SIZES[split])):
-        scene = random_scene(rng, 1, [pairs[i % len(pairs)]])
-        items.append(_item(modality, encode_scene(scene, rng), scene.caption(), pairs[i % len(pairs)], options,
-                           held_out=split == "test_heldout"))
-    return items
+        pair = pairs[i % len(pairs)]
+        scene = random_scene(rng, 1, [pair])
+        signal = modality.preprocess(modality.load(encode_scene(scene, rng)), **options)
+        color, shape = pair.split()
+        scenes.append((signal, color, shape, split == "test_heldout"))
+    return scenes
+
+
+@_on_one_thread
+def build_shapes(split: str, seed: int = 0, limit: int | None = None, **options: Any) -> list[dict[str, Any]]:
+    """``image:shapes``: one object per scene, asked :data:`SHAPE_QUESTION`; label the shape.
+
+    ``test_heldout`` holds only the colour-shape pairs training never shows (:data:`HELD_OUT`). ``limit``
+    builds the first ``limit`` items only (quick checks); ``options`` are the preprocessing options.
+    """
+    return [_item(signal, SHAPE_QUESTION, shape_answer(shape), shape, pair=f"{color} {shape}", held_out=held)
+            for signal, color, shape, held in _single_scenes(split, seed, limit, options)]
+
+
+@_on_one_thread
+def build_colors(split: str, seed: int = 0, limit: int | None = None, **options: Any) -> list[dict[str, Any]]:
+    """``image:colors``: the scenes of ``image:shapes``, asked :data:`COLOR_QUESTION`; label the colour."""
+    return [_item(signal, COLOR_QUESTION, color_answer(color), color, pair=f"{color} {shape}", held_out=held)
+            for signal, color, shape, held in _single_scenes(split, seed, limit, options)]
 
 
 @_on_one_thread
 def build_counts(split: str, seed: int = 0, limit: int | None = None, **options: Any) -> list[dict[str, Any]]:
-    """``image:counts``: 1 to 4 objects of any seen pair, label the count word, balanced over counts."""
+    """``image:counts``: 1 to 4 objects of any seen pair, asked :data:`COUNT_QUESTION`; label the count word,
+    balanced over counts. Each item keeps its full description as ``description``."""
     _check_split(split, COUNTS_SIZES, "image:counts")
     rng = random.Random(f"counts-{split}-{seed}")
     modality = ImageModality()
@@ -196,7 +219,31 @@ def build_counts(split: str, seed: int = 0, limit: int | None = None, **options:
     for i in range(min(COUNTS_SIZES[split], limit or COUNTS_SIZES[split])):
         count = i % len(COUNT_WORDS) + 1
         scene = random_scene(rng, count, SEEN_PAIRS)
-        items.append(_item(modality, encode_scene(scene, rng), scene.caption(), COUNT_WORDS[count - 1], options))
+        signal = modality.preprocess(modality.load(encode_scene(scene, rng)), **options)
+        items.append(_item(signal, COUNT_QUESTION, count_answer(count), COUNT_WORDS[count - 1],
+                           description=scene.caption()))
+    return items
+
+
+@_on_one_thread
+def build_mix(split: str, seed: int = 0, limit: int | None = None, **options: Any) -> list[dict[str, Any]]:
+    """``image:mix``, what the bundled adapter is trained on: every task of the plugin in one data set.
+
+    Each one-object scene is asked three questions (shape, colour, and "Describe the image."), each an item of
+    its own that shares the scene's signal; the counting scenes are asked how many shapes there are, the
+    digits which digit. Labels are those of :data:`MIX_LABELS` (the pair for a description).
+    """
+    if split == "test_heldout":
+        raise ValueError("image:mix has no test_heldout split: evaluate the held-out colour-shape pairs with "
+                         "image:shapes or image:colors --split test_heldout")
+    items = []
+    for signal, color, shape, _ in _single_scenes(split, seed, limit, options):
+        pair = f"{color} {shape}"
+        items += [_item(signal, SHAPE_QUESTION, shape_answer(shape), shape),
+                  _item(signal, COLOR_QUESTION, color_answer(color), color),
+                  _item(signal, DESCRIBE_QUESTION, f"A {pair}.", pair)]
+    items += build_counts(split, seed=seed, limit=limit, **options)
+    items += build_digits(split, seed=seed, limit=limit, **options)
     return items
 
 
@@ -220,6 +267,5 @@ def build_digits(split: str, seed: int = 0, limit: int | None = None, **options:
         pixels = (digits.images[index] * (255.0 / 16.0)).round().astype(np.uint8)
         digit = int(digits.target[index])
         signal = modality.preprocess(modality.load(pixels), **options)
-        items.append({"signal": signal, "caption": f"This is the digit {digit} ({DIGIT_WORDS[digit]}).",
-                      "label": str(digit)})
+        items.append(_item(signal, DIGIT_QUESTION, digit_answer(digit), str(digit)))
     return items
