@@ -51,9 +51,9 @@ def _train_options(function):
         click.option("--init-encoder", default=None, type=click.Path(exists=True),
                      help="Start the encoder from encoder.safetensors (pretrain-encoder) or an adapter package folder."),
         click.option("--freeze-encoder", is_flag=True, help="Train the projector only."),
-        click.option("--cache-features/--no-cache-features", default=True, show_default=True,
-                     help="With a frozen encoder, encode every example once before training instead of at each "
-                          "step (same result; costs the features' memory, which is logged)."),
+        click.option("--no-cache-features", is_flag=True,
+                     help="With a frozen encoder, run it at every step instead of encoding every example once "
+                          "before training (same result, slower; saves the features' memory, which is logged)."),
         click.option("--num-tokens", default=64, show_default=True, help="Tokens per attachment (perceiver)."),
         click.option("--steps", default=400, show_default=True, help="Optimiser steps."),
         click.option("--batch-size", default=16, show_default=True, help="Examples per step."),
@@ -85,6 +85,7 @@ def _run_training(stage: int, llm: str | None, **kwargs) -> None:
     kwargs["encoder"] = _parse_options(kwargs.pop("encoder_options"), "--encoder-option")
     kwargs["preprocessing"] = _parse_options(kwargs.pop("preprocessing"), "--preprocess")
     kwargs["train_encoder"] = not kwargs.pop("freeze_encoder")
+    kwargs["cache_features"] = not kwargs.pop("no_cache_features")
     config = TrainConfig(stage=stage, **kwargs)
     host = AnymalHost(llm, llm_options=LLMOptions(quantization=config.quantization))
     with _print_training_warnings():

@@ -36,7 +36,7 @@ LINKED_PAGES = sorted(DOCS.glob("*.md")) + [ROOT / "README.md", ROOT / "CONTRIBU
 HOOKS = {name: fn for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(fn, "anymal_spec")}
 CONTRACTS = {name: getattr(modality, name) for name in modality.__all__} | {"TrainConfig": TrainConfig}
 # TrainConfig fields whose CLI option has another destination name (cli_training._run_training maps them).
-FLAG_DESTINATIONS = {"encoder": "encoder_options", "train_encoder": "freeze_encoder"}
+FLAG_DESTINATIONS = {"encoder": "encoder_options", "train_encoder": "freeze_encoder", "cache_features": "no_cache_features"}
 NO_FLAG = "—"
 
 
