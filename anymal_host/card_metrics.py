@@ -9,7 +9,26 @@ from typing import Any, Mapping
 from adapters_hub import read_package_config, save_adapter_package
 from adapters_hub.layout import LORA_DIR, WEIGHTS_NAME
 
-__all__ = ["write_metrics"]
+__all__ = ["write_metrics", "prefixed"]
+
+_COMMANDS_HEADING = "Evaluation figures measured with:"
+
+
+def prefixed(metrics: Mapping[str, Any], prefix: str | None) -> dict[str, Any]:
+    """``metrics`` with every name prefixed ``<prefix>_`` (none when ``prefix`` is empty)."""
+    return {f"{prefix}_{k}" if prefix else k: v for k, v in metrics.items()}
+
+
+def _earlier_commands(readme: Path) -> list[str]:
+    """The commands the card's "Evaluation figures measured with" block lists already (none if it has none)."""
+    try:
+        text = readme.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return []
+    if _COMMANDS_HEADING not in text:
+        return []
+    block = text.split(_COMMANDS_HEADING, 1)[1].split("```bash", 1)[-1].split("```", 1)[0]
+    return [line.strip() for line in block.splitlines() if line.strip().startswith("anymal ")]
 
 
 def write_metrics(folder: Path, metrics: Mapping[str, Any], command: str, notes: str = "") -> None:
@@ -22,7 +41,10 @@ def write_metrics(folder: Path, metrics: Mapping[str, Any], command: str, notes:
     tensors = load_file(str(folder / WEIGHTS_NAME))
     merged = {**config.metrics, **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()}}
     config = dataclasses.replace(config, metrics=merged)
-    extra = f"Evaluation figures measured with:\n\n```bash\n{command}\n```\n"
+    # The commands of earlier evaluations stay listed: a card can hold figures from several (one per data set
+    # or split, told apart by their metric prefixes), and each figure should say how it was measured.
+    commands = [c for c in _earlier_commands(folder / "README.md") if c != command] + [command]
+    extra = f"{_COMMANDS_HEADING}\n\n```bash\n" + "\n".join(commands) + "\n```\n"
     if notes:
         extra += "\n" + notes.strip() + "\n"
     lora = folder / LORA_DIR

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import warnings
 from collections.abc import Iterator
@@ -197,10 +198,13 @@ def instruct(**kwargs) -> None:
 @click.option("--preprocess", "build_options", multiple=True, metavar="KEY=VALUE",
               help="Data set build option (repeatable), on top of the adapter's recorded preprocessing.")
 @click.option("--update-card", is_flag=True, help="Write the figures into the adapter folder's config and model card.")
+@click.option("--card-prefix", default=None, metavar="NAME",
+              help="With --update-card, prefix every metric name with NAME_, so that evaluations of one adapter on "
+                   "several data sets or splits sit side by side in its card (e.g. --card-prefix heldout).")
 @click.option("--llm", default=None, help="LLM (Hub id or folder); default $ANYMAL_LLM or the embedded one.")
 def eval_command(dataset: str, adapter_ref: str | None, split: str, output_dir: str | None, limit: int | None,
                  batch_size: int, max_new_tokens: int, question: str | None, no_baseline: bool,
-                 build_options: tuple[str, ...], update_card: bool, llm: str | None) -> None:
+                 build_options: tuple[str, ...], update_card: bool, card_prefix: str | None, llm: str | None) -> None:
     """Answer every held-out item with the LLM and score the answers.
 
     Reports accuracy parsed from the generated text, a confusion matrix, BLEU-4 / ROUGE-L / CIDEr of the
@@ -209,6 +213,12 @@ def eval_command(dataset: str, adapter_ref: str | None, split: str, output_dir: 
     from .evaluation import evaluate, save_report
     from .host import AnymalHost
 
+    if card_prefix is not None and not update_card:
+        raise click.BadParameter("--card-prefix names the metrics --update-card writes: add --update-card",
+                                 param_hint="--card-prefix")
+    if card_prefix is not None and not re.fullmatch(r"[A-Za-z0-9_]{1,40}", card_prefix):
+        raise click.BadParameter(f"{card_prefix!r}: use letters, digits and '_' (at most 40), e.g. heldout",
+                                 param_hint="--card-prefix")
     host = AnymalHost(llm)
     spec = host.registry.dataset(dataset)
     name = host.load_adapter(adapter_ref) if adapter_ref else None
@@ -222,9 +232,9 @@ def eval_command(dataset: str, adapter_ref: str | None, split: str, output_dir: 
     if update_card:
         if not adapter_ref or not Path(adapter_ref).is_dir():
             raise click.BadParameter("--update-card needs --adapter to be a local package folder", param_hint="--update-card")
-        from .card_metrics import write_metrics
+        from .card_metrics import prefixed, write_metrics
 
-        write_metrics(Path(adapter_ref), report.metrics_for_card(), command=_command_line())
+        write_metrics(Path(adapter_ref), prefixed(report.metrics_for_card(), card_prefix), command=_command_line())
         click.echo(f"updated metrics in {adapter_ref}")
 
 

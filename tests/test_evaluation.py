@@ -298,3 +298,45 @@ def test_evaluate_explains_an_empty_split(toy_host, spec):
     empty = dataclasses.replace(spec, build=lambda split, **_: [])
     with pytest.raises(ValueError, match="no items in split 'test'"):
         evaluate(toy_host, empty, progress=False)
+
+
+def test_card_figures_of_several_evaluations_sit_side_by_side(tmp_path, tiny, registry):
+    """Two evaluations written into one package (the second under a prefix) keep both figures, and the card
+    lists both commands; the package still loads."""
+    from adapters_hub import load_adapter_package, read_package_config, save_adapter_package
+    from anymal_host import ModalityAdapter
+    from anymal_host.card_metrics import prefixed, write_metrics
+
+    from .conftest import toy_config
+
+    adapter = ModalityAdapter.from_config(toy_config(tiny), registry)
+    folder = tmp_path / "toy"
+    save_adapter_package(folder, adapter.config, adapter.weights_for_saving())
+    card = hand_report().metrics_for_card()
+    write_metrics(folder, card, command="anymal eval --data toy:ramps --update-card")
+    write_metrics(folder, prefixed(card, "heldout"),
+                  command="anymal eval --data toy:ramps --split heldout --update-card --card-prefix heldout")
+    metrics = read_package_config(folder).metrics
+    key = next(k for k in card if k.endswith("accuracy"))
+    assert metrics[key] == metrics[f"heldout_{key}"] == pytest.approx(0.2)
+    assert {"n_test", "heldout_n_test", "bleu4", "heldout_bleu4"} <= set(metrics)
+    readme = (folder / "README.md").read_text()
+    assert f"| heldout_{key} | 0.2 |" in readme
+    assert readme.index("--data toy:ramps --update-card") < readme.index("--card-prefix heldout")
+    # writing the same evaluation again lists its command once
+    write_metrics(folder, card, command="anymal eval --data toy:ramps --update-card")
+    assert (folder / "README.md").read_text().count("--data toy:ramps --update-card\n") == 1
+    load_adapter_package(folder, installed_modalities={"toy"})
+
+
+def test_card_prefix_needs_update_card_and_a_plain_name():
+    from click.testing import CliRunner
+
+    from anymal_host.cli import make_cli
+
+    main = make_cli()
+    result = CliRunner().invoke(main, ["eval", "--data", "toy:ramps", "--card-prefix", "heldout"])
+    assert result.exit_code == 2 and "add --update-card" in result.output
+    result = CliRunner().invoke(main, ["eval", "--data", "toy:ramps", "--adapter", ".", "--update-card",
+                                       "--card-prefix", "held out!"])
+    assert result.exit_code == 2 and "use letters, digits and '_'" in result.output

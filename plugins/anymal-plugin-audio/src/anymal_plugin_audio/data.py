@@ -28,7 +28,8 @@ import numpy as np
 from .modality import AudioModality
 
 __all__ = ["DIGITS", "WORDS", "SPEECH_LABELS", "SOUND_LABELS", "VOICES", "SPEECH_SIZES", "SOUND_SIZES",
-           "SPEECH_QUESTIONS", "SOUND_QUESTIONS", "build_speech", "build_sounds", "speech_label", "sound_label",
+           "SPEECH_QUESTIONS", "SOUND_QUESTIONS", "MIX_QUESTIONS", "build_speech", "build_sounds", "build_mix",
+           "speech_label", "sound_label", "mix_label", "ConcatSplit",
            "synthesize", "make_sound", "EspeakMissingError"]
 
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -45,8 +46,8 @@ VOICES: dict[str, tuple[str, ...]] = {
 #: Words per minute and pitch (0-99) that synthesis draws from.
 SPEEDS = (120, 150, 180)
 PITCHES = (30, 50, 70)
-#: Clips per label and voice: 20 labels x 8 voices x 3 = 480 train, 20 x 2 x 2 = 80 val and 80 test.
-_SPEECH_TAKES = {"train": 3, "val": 2, "test": 2}
+#: Clips per label and voice: 20 labels x 8 voices x 5 = 800 train, 20 x 2 x 2 = 80 val and 80 test.
+_SPEECH_TAKES = {"train": 5, "val": 2, "test": 2}
 SPEECH_SIZES = {split: len(SPEECH_LABELS) * len(VOICES[split]) * takes for split, takes in _SPEECH_TAKES.items()}
 
 SOUND_LABELS = ("high tone", "low tone", "one beep", "two beeps", "three beeps", "four beeps", "rising chirp",
@@ -56,8 +57,8 @@ SOUND_SIZES = {"train": 400, "val": 60, "test": 60}
 #: Questions valid for every item of the set (training picks one at random per item, whatever its class).
 SPEECH_QUESTIONS = ("What word is said?", "What is said in this recording?", "Which word or number do you hear?")
 SOUND_QUESTIONS = ("Describe the sound.", "What do you hear?", "What is in this recording?")
-#: The task-specific questions of issue 10, kept on each item as ``item["questions"]``. The host's trainer asks
-#: the data set's ``questions`` of every item, so "How many beeps are there?" cannot be asked of a chirp yet.
+#: The task-specific questions, kept on each item as ``item["questions"]``: training asks each item one of its
+#: own (so "How many beeps are there?" is never asked of a chirp), evaluation the first.
 _TASK_QUESTIONS = {
     "digit": ("What number is spoken?",), "word": ("What word is said?",),
     "tone": ("Is the tone high or low?", "Describe the sound."),
@@ -65,6 +66,10 @@ _TASK_QUESTIONS = {
     "chirp": ("Is the pitch rising or falling?", "Describe the sound."),
     "other": ("Describe the sound.",),
 }
+
+#: Every question the bundled adapter is trained on (``audio:mix``).
+MIX_QUESTIONS = ("What number is spoken?", "What word is said?", "Is the tone high or low?",
+                 "How many beeps are there?", "Is the pitch rising or falling?", "Describe the sound.")
 
 _SPEECH_CAPTIONS = {
     "digit": ("The number {label} is spoken.", "Someone says the number {label}.", "The spoken number is {label}."),
@@ -244,6 +249,44 @@ def build_sounds(split: str, seed: int = 0, **options: Any) -> LazySplit:
     """``audio:sounds``: items ``{"signal" [N, 1], "caption", "label", "questions"}``, labels balanced."""
     _check_split(split, SOUND_SIZES, "audio:sounds")
     return LazySplit(_sound_item, split, seed, SOUND_SIZES[split])
+
+
+class ConcatSplit(Sequence):
+    """Several splits read as one, in order (each still makes its items lazily)."""
+
+    def __init__(self, *parts: Sequence[dict[str, Any]]) -> None:
+        self._parts = parts
+        self._starts = np.cumsum([0] + [len(p) for p in parts])
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"item {index} of a split of {len(self)}")
+        index %= len(self)
+        part = int(np.searchsorted(self._starts, index, side="right")) - 1
+        return self._parts[part][index - int(self._starts[part])]
+
+
+def build_mix(split: str, seed: int = 0, **options: Any) -> ConcatSplit:
+    """``audio:mix``: ``audio:speech`` then ``audio:sounds``, each item with its own questions: what the bundled
+    adapter is trained on, so that one adapter answers about speech and sounds alike."""
+    return ConcatSplit(build_speech(split, seed=seed, **options), build_sounds(split, seed=seed, **options))
+
+
+def mix_label(text: str) -> str | None:
+    """The class an answer names, for ``audio:mix``: a sound class first (``"I hear two beeps"`` is two beeps,
+    not the digit two), else a digit or word."""
+    return sound_label(text) or speech_label(text)
 
 
 def write_examples(folder: Any) -> list[str]:
