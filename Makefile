@@ -5,11 +5,13 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 PLUGINS := $(wildcard plugins/*/pyproject.toml)
 IMU_EXAMPLES := plugins/anymal-plugin-imu/src/anymal_plugin_imu/examples
+IMAGE_EXAMPLES := plugins/anymal-plugin-image/src/anymal_plugin_image/examples
+AUDIO_EXAMPLES := plugins/anymal-plugin-audio/src/anymal_plugin_audio/examples
 # pip quietly, into a log that is shown (minus notices about absent local mirrors) only when it fails
 PIP_INSTALL = $(PIP) install -q $(1) > $(VENV)/pip.log 2>&1 || \
 	{ grep -vE "is ignored: it is neither a file nor a directory" $(VENV)/pip.log; exit 1; }
 
-.PHONY: install demo test bench train-imu eval-imu compare-imu clean
+.PHONY: install demo test bench train-imu eval-imu compare-imu train-image eval-image train-audio eval-audio clean
 
 $(VENV)/.installed: pyproject.toml $(PLUGINS)
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -36,6 +38,16 @@ demo: install
 	  echo "--- $(IMU_EXAMPLES)/$$activity.csv: What is the person doing?"; \
 	  $(VENV)/bin/anymal chat --attach $(IMU_EXAMPLES)/$$activity.csv "What is the person doing?"; \
 	done
+	@for pair in "red_circle.png:What shape is in the image?" "blue_triangle.png:What color is the shape?" \
+	    "three_shapes.jpg:How many shapes are there?" "digit_7.png:What digit is this?"; do \
+	  file=$${pair%%:*}; question=$${pair#*:}; echo "--- $(IMAGE_EXAMPLES)/$$file: $$question"; \
+	  $(VENV)/bin/anymal chat --attach $(IMAGE_EXAMPLES)/$$file "$$question"; \
+	done
+	@for pair in "seven.wav:What number is spoken?" "three_beeps.wav:How many beeps are there?" \
+	    "rising_chirp.wav:Is the pitch rising or falling?" "high_tone.wav:Describe the sound."; do \
+	  file=$${pair%%:*}; question=$${pair#*:}; echo "--- $(AUDIO_EXAMPLES)/$$file: $$question"; \
+	  $(VENV)/bin/anymal chat --attach $(AUDIO_EXAMPLES)/$$file "$$question"; \
+	done
 
 # pytest exits 5 when it collects nothing: say so plainly instead of a bare make error.
 test: install
@@ -60,6 +72,43 @@ train-imu: install
 # go into the bundled adapter's config and model card.
 eval-imu: install
 	$(VENV)/bin/anymal eval --data imu:hapt --adapter $(IMU_BUNDLED) --out $(IMU_RUN)/eval --update-card
+
+# The bundled image adapter: one Perceiver resampler over the frozen EfficientNet-Lite0, trained on every image
+# task at once (image:mix), then evaluated per attribute and on the held-out colour-shape pairs, each figure
+# written into its model card under its own prefix.
+IMAGE_RUN := runs/image-mix
+IMAGE_BUNDLED := plugins/anymal-plugin-image/src/anymal_plugin_image/adapters/image-perceiver
+train-image: install
+	$(VENV)/bin/anymal train align --data image:mix --name image-perceiver --projector perceiver --num-tokens 32 \
+	  --freeze-encoder --out $(IMAGE_RUN) --steps 700 --batch-size 12 --eval-every 100 --val-items 48 \
+	  --val-generate 48 --lr 1e-3
+	$(VENV)/bin/anymal train export $(IMAGE_RUN)/best $(IMAGE_BUNDLED)
+
+eval-image: install
+	for task in shapes colors counts digits; do \
+	  $(VENV)/bin/anymal eval --data image:$$task --adapter $(IMAGE_BUNDLED) --out $(IMAGE_RUN)/eval-$$task \
+	    --update-card --card-prefix $$task || exit 1; \
+	done
+	for task in shapes colors; do \
+	  $(VENV)/bin/anymal eval --data image:$$task --split test_heldout --adapter $(IMAGE_BUNDLED) \
+	    --out $(IMAGE_RUN)/eval-$$task-heldout --update-card --card-prefix $${task}_heldout_pairs || exit 1; \
+	done
+
+# The bundled audio adapter: a Perceiver resampler over Whisper tiny.en's frozen encoder, trained on speech and
+# sounds at once (audio:mix); evaluated on the held-out voices and on the sounds, figures into its model card.
+AUDIO_RUN := runs/audio-mix
+AUDIO_BUNDLED := plugins/anymal-plugin-audio/src/anymal_plugin_audio/adapters/audio-perceiver
+train-audio: install
+	$(VENV)/bin/anymal train align --data audio:mix --name audio-perceiver --projector perceiver --num-tokens 32 \
+	  --freeze-encoder --out $(AUDIO_RUN) --steps 500 --batch-size 12 --eval-every 100 --val-items 48 \
+	  --val-generate 48 --lr 1e-3
+	$(VENV)/bin/anymal train export $(AUDIO_RUN)/best $(AUDIO_BUNDLED)
+
+eval-audio: install
+	for task in digits speech sounds; do \
+	  $(VENV)/bin/anymal eval --data audio:$$task --adapter $(AUDIO_BUNDLED) --out $(AUDIO_RUN)/eval-$$task \
+	    --update-card --card-prefix $$task || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV)

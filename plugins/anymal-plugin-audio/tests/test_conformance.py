@@ -26,12 +26,15 @@ def test_passes_the_modality_checks_with_its_own_bad_inputs():
     ])
 
 
-def test_registers_the_modality_and_both_data_sets():
+def test_registers_the_modality_and_the_data_sets():
     registry = registry_with(plugin)
     modality = registry.modality("audio")
     assert registry.modality_for("clip.mp3") is modality and registry.modality_for("clip.FLAC") is modality
     assert registry.modality_for(media_type="audio/wav") is modality
-    assert {"audio:speech", "audio:sounds"} <= set(registry.datasets)
+    assert {"audio:speech", "audio:sounds", "audio:digits", "audio:mix"} <= set(registry.datasets)
+    assert registry.dataset("audio:mix").parse_label("I hear two beeps.") == "two beeps"
+    assert registry.dataset("audio:digits").labels == ("zero", "one", "two", "three", "four", "five", "six", "seven",
+                                                       "eight", "nine")
     assert not [error for info in registry.plugins.values() for error in info.errors]
 
 

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from anymal_plugin_audio import AudioModality
-from anymal_plugin_audio.data import (SOUND_LABELS, SOUND_SIZES, SPEECH_LABELS, SPEECH_SIZES, VOICES, build_sounds,
-                                      build_speech, make_sound, sound_label, speech_label)
+from anymal_plugin_audio.data import (MIX_QUESTIONS, SOUND_LABELS, SOUND_SIZES, SPEECH_LABELS, SPEECH_SIZES, VOICES,
+                                      build_digits, build_mix, build_sounds, build_speech, make_sound, mix_label, sound_label,
+                                      speech_label)
 
 
 def test_held_out_voices_never_occur_in_training():
@@ -46,6 +47,39 @@ def test_every_sound_class_reads_back_from_its_captions():
     assert len(split) == SOUND_SIZES["val"]
     assert sorted({split[i]["label"] for i in range(len(split))}) == sorted(SOUND_LABELS)
     assert all(sound_label(split[i]["caption"]) == split[i]["label"] for i in range(len(split)))
+
+
+def test_the_mix_is_speech_then_sounds_each_item_with_its_own_questions(espeak):
+    mix = build_mix("val")
+    speech, sounds = build_speech("val"), build_sounds("val")
+    assert len(mix) == len(speech) + len(sounds) == SPEECH_SIZES["val"] + SOUND_SIZES["val"]
+    assert torch.equal(mix[3]["signal"], speech[3]["signal"])
+    assert torch.equal(mix[len(speech) + 5]["signal"], sounds[5]["signal"]) and torch.equal(mix[-1]["signal"], sounds[-1]["signal"])
+    picked = [mix[i] for i in (0, 13, len(speech), len(speech) + 3, len(speech) + 6, len(mix) - 1)]
+    assert [item["questions"][0] for item in picked] == ["What number is spoken?", "What word is said?",
+                                                         "Is the tone high or low?", "How many beeps are there?",
+                                                         "Is the pitch rising or falling?", "Describe the sound."]
+    assert {q for item in picked for q in item["questions"]} <= set(MIX_QUESTIONS)
+    assert all(mix_label(item["caption"]) == item["label"] for item in picked)
+    assert [item["label"] for item in mix[len(speech) - 1:len(speech) + 1]] == [SPEECH_LABELS[-1], SOUND_LABELS[0]]
+    with pytest.raises(IndexError):
+        mix[len(mix)]
+
+
+def test_the_digits_are_the_speech_items_that_are_digits(espeak):
+    digits, speech = build_digits("test"), build_speech("test")
+    assert len(digits) == SPEECH_SIZES["test"] // 2
+    labels = [digits[i]["label"] for i in (0, 9, 10, len(digits) - 1)]
+    assert labels == ["zero", "nine", "zero", "nine"]
+    assert torch.equal(digits[10]["signal"], speech[20]["signal"])  # the second round of digits, same item
+    assert {digits[i]["questions"][0] for i in (0, 9)} == {"What number is spoken?"}
+
+
+@pytest.mark.parametrize("text, label", [
+    ("I hear two beeps.", "two beeps"), ("The number two is spoken.", "two"), ("The word down is said.", "down"),
+])
+def test_mix_answers_read_a_sound_before_a_word(text, label):
+    assert mix_label(text) == label
 
 
 @pytest.mark.parametrize("text, label", [

@@ -28,8 +28,8 @@ import numpy as np
 from .modality import AudioModality
 
 __all__ = ["DIGITS", "WORDS", "SPEECH_LABELS", "SOUND_LABELS", "VOICES", "SPEECH_SIZES", "SOUND_SIZES",
-           "SPEECH_QUESTIONS", "SOUND_QUESTIONS", "MIX_QUESTIONS", "build_speech", "build_sounds", "build_mix",
-           "speech_label", "sound_label", "mix_label", "ConcatSplit",
+           "SPEECH_QUESTIONS", "SOUND_QUESTIONS", "MIX_QUESTIONS", "build_speech", "build_sounds", "build_digits", "build_mix",
+           "speech_label", "sound_label", "mix_label", "ConcatSplit", "SubsetSplit",
            "synthesize", "make_sound", "EspeakMissingError"]
 
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -275,6 +275,34 @@ class ConcatSplit(Sequence):
         index %= len(self)
         part = int(np.searchsorted(self._starts, index, side="right")) - 1
         return self._parts[part][index - int(self._starts[part])]
+
+
+class SubsetSplit(Sequence):
+    """The items of ``parent`` at ``indices``, in that order (made lazily by the parent)."""
+
+    def __init__(self, parent: Sequence[dict[str, Any]], indices: Sequence[int]) -> None:
+        self._parent, self._indices = parent, list(indices)
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return self._parent[self._indices[index]]
+
+
+def build_digits(split: str, seed: int = 0, **options: Any) -> SubsetSplit:
+    """``audio:digits``: the spoken digits of ``audio:speech`` (the same items), asked "What number is
+    spoken?": the digit score on held-out voices, apart from the command words."""
+    speech = build_speech(split, seed=seed, **options)
+    return SubsetSplit(speech, [i for i in range(len(speech)) if SPEECH_LABELS[i % len(SPEECH_LABELS)] in DIGITS])
 
 
 def build_mix(split: str, seed: int = 0, **options: Any) -> ConcatSplit:
