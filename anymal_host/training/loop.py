@@ -151,7 +151,7 @@ class _Run:
         # The evaluation's class-balanced pick: seeded and spread over the whole split, not the first items of
         # each class (on data ordered by person, those would all come from one person).
         val_split = spec.build("val", seed=config.seed, **config.preprocessing)
-        if config.cache_features and encoder_is_frozen(adapter):
+        if config.cache_features and encoder_is_frozen(accelerator.unwrap_model(adapter)):
             # A frozen encoder gives each item the same features at every step: compute them once, here.
             train_items, val_split = encode_items(accelerator.unwrap_model(adapter), modality,
                                                   [train_items, val_split], config.batch_size,
