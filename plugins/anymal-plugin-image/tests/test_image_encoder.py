@@ -77,6 +77,21 @@ def test_encoder_gives_a_7x7_grid_of_1280_features_and_passes_the_kit() -> None:
     assert torch.equal(features[1, 49:], torch.zeros(49, 1280))
 
 
+def test_an_earlier_stage_gives_a_finer_grid_from_the_same_weights() -> None:
+    """stage=3: EfficientNet-Lite0's stride-16 map, 14 x 14 cells of 112 features (small objects, such as the
+    shapes of a counting scene, no longer share a cell); the same weights, the same frame and padding rules."""
+    config = {**MODALITY.default_encoder, "stage": 3}
+    encoder = MODALITY.build_encoder(config).eval()
+    assert encoder.feature_dim == 112 and encoder.pretrained_weights is True
+    one = MODALITY.preprocess(MODALITY.load(example_path()))
+    features, mask = encoder(*MODALITY.collate([torch.cat([one, one]), one]))
+    assert features.shape == (2, 392, 112) and mask.sum(1).tolist() == [392, 196]
+    assert torch.equal(features[0, :196], features[0, 196:]) and torch.equal(features[1, 196:], torch.zeros(196, 112))
+    # the stage-3 map is the backbone's own intermediate, not a separate network
+    final = MODALITY.build_encoder(MODALITY.default_encoder).eval()
+    assert all(torch.equal(a, b) for a, b in zip(final.state_dict().values(), encoder.state_dict().values()))
+
+
 def test_frozen_by_default_it_neither_learns_nor_updates_batch_norm() -> None:
     encoder = MODALITY.build_encoder(MODALITY.default_encoder)
     encoder.train()
@@ -108,6 +123,9 @@ def test_the_meta_build_reads_no_weights(monkeypatch: pytest.MonkeyPatch) -> Non
     ({"name": "timm", "model": "resnet18"}, "fit efficientnet_lite0 only"),
     ({"name": "timm", "weights": "imagenet"}, "weights='imagenet'"),
     ({"name": "timm", "trainable": "yes"}, "trainable='yes'"),
+    ({"name": "timm", "stage": "16"}, "give a stage index"),
+    ({"name": "timm", "stage": True}, "give a stage index"),
+    ({"name": "timm", "stage": 9}, r"no feature stage 9: use one of 0 \(stride 2, 16 channels\)"),
 ])
 def test_encoder_config_is_checked(config: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):

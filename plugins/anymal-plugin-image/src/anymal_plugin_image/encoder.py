@@ -56,10 +56,13 @@ class TimmImageEncoder(Encoder):
     while the adapter trains: its batch-norm statistics are ImageNet's and must not drift on a small data set.
     """
 
-    def __init__(self, model: Any, *, trainable: bool, pretrained: bool) -> None:
+    def __init__(self, model: Any, *, trainable: bool, pretrained: bool, stage: int | None = None) -> None:
         super().__init__()
         self.backbone = model
-        self.feature_dim = int(model.num_features)
+        # stage None: the final feature map; an index of timm's feature_info: that stage's map instead (finer
+        # grid, fewer channels: EfficientNet-Lite0's stage 3 is 14 x 14 x 112 at 224 px, stride 16)
+        self.stage = stage
+        self.feature_dim = int(model.num_features if stage is None else model.feature_info[stage]["num_chs"])
         self.trainable = trainable
         self.pretrained_weights = pretrained
         if not trainable:
@@ -81,7 +84,10 @@ class TimmImageEncoder(Encoder):
         mask = mask.to(torch.bool)
         real = signals[mask]  # [R, 3, H, W]: padded frames never reach the backbone
         with torch.set_grad_enabled(self.trainable and torch.is_grad_enabled()):
-            maps = self.backbone.forward_features(real)
+            if self.stage is None:
+                maps = self.backbone.forward_features(real)
+            else:
+                maps = self.backbone.forward_intermediates(real, indices=[self.stage], intermediates_only=True)[0]
         cells = maps.flatten(2).transpose(1, 2) if maps.dim() == 4 else maps  # [R, cells, D]
         steps = cells.shape[1]
         features = cells.new_zeros(b, t, steps, self.feature_dim)
@@ -112,15 +118,17 @@ def build_timm_model(model: str = DEFAULT_MODEL, weights: str = PACKAGE_WEIGHTS,
 
 def build_encoder(config: Mapping[str, Any]) -> TimmImageEncoder:
     """The encoder an adapter's ``encoder`` section describes: ``{"name": "timm", "model": ..., "weights": ...,
-    "trainable": false}``. Unknown names, options and combinations raise ``ValueError`` with the fix."""
+    "trainable": false, "stage": null}``. ``stage`` picks an earlier feature map by its index in timm's
+    ``feature_info`` (a finer grid, for small objects); left out, the final one. Unknown names, options and
+    combinations raise ``ValueError`` with the fix."""
     name = config.get("name")
     if name != ENCODER_NAME:
         raise ValueError(f"unknown image encoder {name!r}: this plugin provides {ENCODER_NAME!r} (any timm model, "
                          f"by --encoder-option model=...)")
-    unknown = sorted(set(config) - {"name", "model", "weights", "trainable"})
+    unknown = sorted(set(config) - {"name", "model", "weights", "trainable", "stage"})
     if unknown:
         raise ValueError(f"image encoder 'timm' has no option(s) {', '.join(unknown)}: it takes model, weights, "
-                         "trainable")
+                         "trainable, stage")
     model = config.get("model", DEFAULT_MODEL)
     weights = config.get("weights", PACKAGE_WEIGHTS)
     trainable = config.get("trainable", False)
@@ -137,8 +145,18 @@ def build_encoder(config: Mapping[str, Any]) -> TimmImageEncoder:
 
     if not timm.is_model(model):
         raise ValueError(f"image encoder: timm has no model {model!r}: see timm.list_models()")
+    stage = config.get("stage")
+    if stage is not None and (not isinstance(stage, int) or isinstance(stage, bool)):
+        raise ValueError(f"image encoder: stage={stage!r}: give a stage index (an integer), or leave it out for the "
+                         "final feature map")
     network = build_timm_model(model, weights)
-    return TimmImageEncoder(network, trainable=trainable, pretrained=weights != "none")
+    if stage is not None:
+        stages = len(network.feature_info)
+        if not 0 <= stage < stages or not hasattr(network, "forward_intermediates"):
+            grids = ", ".join(f"{i} (stride {info['reduction']}, {info['num_chs']} channels)"
+                              for i, info in enumerate(network.feature_info))
+            raise ValueError(f"image encoder: {model} has no feature stage {stage}: use one of {grids}")
+    return TimmImageEncoder(network, trainable=trainable, pretrained=weights != "none", stage=stage)
 
 
 def converted_weights_path() -> Path:
