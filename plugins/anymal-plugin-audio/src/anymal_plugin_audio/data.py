@@ -52,7 +52,7 @@ SPEECH_SIZES = {split: len(SPEECH_LABELS) * len(VOICES[split]) * takes for split
 
 SOUND_LABELS = ("high tone", "low tone", "one beep", "two beeps", "three beeps", "four beeps", "rising chirp",
                 "falling chirp", "white noise", "silence")
-SOUND_SIZES = {"train": 400, "val": 60, "test": 60}
+SOUND_SIZES = {"train": 1000, "val": 60, "test": 60}
 
 #: Questions valid for every item of the set (training picks one at random per item, whatever its class).
 SPEECH_QUESTIONS = ("What word is said?", "What is said in this recording?", "Which word or number do you hear?")
