@@ -203,7 +203,28 @@ def _sound_item(split: str, seed: int, index: int, modality: AudioModality) -> d
     return {"signal": signal, "caption": caption, "label": label, "questions": _TASK_QUESTIONS[kind]}
 
 
-class LazySplit(Sequence):
+class _Split(Sequence):
+    """A read-only sequence of items: slicing, negative indices and bounds here; ``_item(i)`` (0 <= i < len)
+    in each kind of split."""
+
+    def _item(self, index: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"item {index} of a split of {len(self)}")
+        return self._item(index % len(self))
+
+
+class LazySplit(_Split):
     """A split whose items are made on first access (and kept): ``make(split, seed, index, modality)``."""
 
     def __init__(self, make: Callable[..., dict[str, Any]], split: str, seed: int, size: int) -> None:
@@ -214,18 +235,7 @@ class LazySplit(Sequence):
     def __len__(self) -> int:
         return self._size
 
-    @overload
-    def __getitem__(self, index: int) -> dict[str, Any]: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
-
-    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(self._size))]
-        if not -self._size <= index < self._size:
-            raise IndexError(f"item {index} of a split of {self._size}")
-        index %= self._size
+    def _item(self, index: int) -> dict[str, Any]:
         if index not in self._items:
             self._items[index] = self._make(self._split, self._seed, index, self._modality)
         return self._items[index]
@@ -251,7 +261,7 @@ def build_sounds(split: str, seed: int = 0, **options: Any) -> LazySplit:
     return LazySplit(_sound_item, split, seed, SOUND_SIZES[split])
 
 
-class ConcatSplit(Sequence):
+class ConcatSplit(_Split):
     """Several splits read as one, in order (each still makes its items lazily)."""
 
     def __init__(self, *parts: Sequence[dict[str, Any]]) -> None:
@@ -261,23 +271,12 @@ class ConcatSplit(Sequence):
     def __len__(self) -> int:
         return int(self._starts[-1])
 
-    @overload
-    def __getitem__(self, index: int) -> dict[str, Any]: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
-
-    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"item {index} of a split of {len(self)}")
-        index %= len(self)
+    def _item(self, index: int) -> dict[str, Any]:
         part = int(np.searchsorted(self._starts, index, side="right")) - 1
         return self._parts[part][index - int(self._starts[part])]
 
 
-class SubsetSplit(Sequence):
+class SubsetSplit(_Split):
     """The items of ``parent`` at ``indices``, in that order (made lazily by the parent)."""
 
     def __init__(self, parent: Sequence[dict[str, Any]], indices: Sequence[int]) -> None:
@@ -286,15 +285,7 @@ class SubsetSplit(Sequence):
     def __len__(self) -> int:
         return len(self._indices)
 
-    @overload
-    def __getitem__(self, index: int) -> dict[str, Any]: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
-
-    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
+    def _item(self, index: int) -> dict[str, Any]:
         return self._parent[self._indices[index]]
 
 

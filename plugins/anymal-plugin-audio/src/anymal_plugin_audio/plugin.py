@@ -17,28 +17,17 @@ __all__ = ["register_modalities", "register_datasets", "register_adapters", "ADA
 ADAPTERS_DIR = Path(__file__).resolve().parent / "adapters"
 
 
-def _build_speech(split: str, **options: Any) -> Any:
-    from .data import build_speech  # synthesized only when a run asks for it
+def _builder(function: str) -> Callable[..., Any]:
+    """``data.<function>``, imported (numpy) when a run builds the data set, not when the plugin registers it;
+    nothing is synthesized until an item is read."""
 
-    return build_speech(split, **options)
+    def build(split: str, **options: Any) -> Any:
+        from . import data
 
+        return getattr(data, function)(split, **options)
 
-def _build_sounds(split: str, **options: Any) -> Any:
-    from .data import build_sounds
-
-    return build_sounds(split, **options)
-
-
-def _build_digits(split: str, **options: Any) -> Any:
-    from .data import build_digits
-
-    return build_digits(split, **options)
-
-
-def _build_mix(split: str, **options: Any) -> Any:
-    from .data import build_mix
-
-    return build_mix(split, **options)
+    build.__name__ = build.__qualname__ = function
+    return build
 
 
 @hookimpl
@@ -64,7 +53,7 @@ def register_datasets(register: Callable[[Any], None]) -> None:
     register(DatasetSpec(
         name="audio:speech",
         modality="audio",
-        build=_build_speech,
+        build=_builder("build_speech"),
         description="the ten digits and ten command words spoken by eSpeak NG, noisy; test voices held out",
         labels=SPEECH_LABELS,
         parse_label=speech_label,
@@ -76,7 +65,7 @@ def register_datasets(register: Callable[[Any], None]) -> None:
     register(DatasetSpec(
         name="audio:sounds",
         modality="audio",
-        build=_build_sounds,
+        build=_builder("build_sounds"),
         description="tones (high/low), 1-4 beeps, rising/falling chirps, white noise and silence, made with numpy",
         labels=SOUND_LABELS,
         parse_label=sound_label,
@@ -87,7 +76,7 @@ def register_datasets(register: Callable[[Any], None]) -> None:
     register(DatasetSpec(
         name="audio:digits",
         modality="audio",
-        build=_build_digits,
+        build=_builder("build_digits"),
         description="the spoken digits of audio:speech (same items and voices): 'What number is spoken?'",
         labels=DIGITS,
         parse_label=speech_label,
@@ -99,7 +88,7 @@ def register_datasets(register: Callable[[Any], None]) -> None:
     register(DatasetSpec(
         name="audio:mix",
         modality="audio",
-        build=_build_mix,
+        build=_builder("build_mix"),
         description="audio:speech and audio:sounds in one data set, each item with its own questions: what the "
                     "bundled adapter is trained on",
         labels=SPEECH_LABELS + SOUND_LABELS,
