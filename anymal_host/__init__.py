@@ -20,6 +20,7 @@ from .errors import (
     UnsupportedAttachmentError,
 )
 from .hookspecs import hookimpl
+from .plugin_helpers import lazy_builder, register_bundled_adapters
 
 try:
     __version__ = version("anymal")
@@ -45,7 +46,8 @@ if TYPE_CHECKING:
 
 # Submodules that `import anymal_host; anymal_host.modality...` reached while __init__ imported them eagerly.
 _SUBMODULES = frozenset({"adapter", "host", "llm", "modality", "plugins", "prompt", "projectors", "loading",
-                         "training", "evaluation", "testing", "paths", "default_llm", "sources", "cli"})
+                         "training", "evaluation", "testing", "paths", "default_llm", "sources", "cli",
+                         "plugin_helpers"})
 
 
 def __getattr__(name: str) -> Any:
@@ -65,6 +67,8 @@ def __dir__() -> list[str]:
 __all__ = [
     "__version__",
     "hookimpl",
+    "lazy_builder",
+    "register_bundled_adapters",
     "AnymalHost",
     "LLM",
     "LLMOptions",

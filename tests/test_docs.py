@@ -2,8 +2,8 @@
 
 * every hook in :mod:`anymal_host.hookspecs` has a ``## name(args)`` section in ``docs/plugin-hooks.md`` whose
   arguments and full ``def`` line match the hookspec;
-* every name :mod:`anymal_host.modality` exports, and ``TrainConfig``, has a ``## name`` section in
-  ``docs/reference.md`` that lists each public field and method (methods as ``### name(args)`` headings with
+* every name :mod:`anymal_host.modality` and :mod:`anymal_host.plugin_helpers` export, and ``TrainConfig``, has
+  a ``## name`` section in ``docs/reference.md`` that lists each public field and method (methods as ``### name(args)`` headings with
   the real arguments);
 * every ``TrainConfig`` field has a row naming the ``anymal train`` flag that sets it, and every flag named
   there is a real option of ``anymal train align`` / ``instruct`` that sets that field;
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from anymal_host import hookspecs, modality
+from anymal_host import hookspecs, modality, plugin_helpers
 from anymal_host.cli_training import eval_command, train_group
 from anymal_host.evaluation import evaluate
 from anymal_host.training import TrainConfig
@@ -34,7 +34,8 @@ REFERENCE_PAGE = DOCS / "reference.md"
 LINKED_PAGES = sorted(DOCS.glob("*.md")) + [ROOT / "README.md", ROOT / "CONTRIBUTING.md"]
 
 HOOKS = {name: fn for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(fn, "anymal_spec")}
-CONTRACTS = {name: getattr(modality, name) for name in modality.__all__} | {"TrainConfig": TrainConfig}
+CONTRACTS = ({name: getattr(modality, name) for name in modality.__all__} | {"TrainConfig": TrainConfig}
+             | {name: getattr(plugin_helpers, name) for name in plugin_helpers.__all__})
 # TrainConfig fields whose CLI option has another destination name (cli_training._run_training maps them).
 FLAG_DESTINATIONS = {"encoder": "encoder_options", "train_encoder": "freeze_encoder", "cache_features": "no_cache_features"}
 NO_FLAG = "—"

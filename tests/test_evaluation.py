@@ -340,3 +340,10 @@ def test_card_prefix_needs_update_card_and_a_plain_name():
     result = CliRunner().invoke(main, ["eval", "--data", "toy:ramps", "--adapter", ".", "--update-card",
                                        "--card-prefix", "held out!"])
     assert result.exit_code == 2 and "use letters, digits and '_'" in result.output
+
+
+def test_a_task_named_in_words_makes_one_card_key():
+    import dataclasses
+
+    report = dataclasses.replace(hand_report(), task="Moving shape")
+    assert "moving_shape_accuracy" in report.metrics_for_card()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -78,7 +79,9 @@ class EvalReport:
     def metrics_for_card(self) -> dict[str, float]:
         """Flat ``{name: float}`` for a model card's metrics: accuracy, caption metrics and the item count, each
         text-only figure prefixed ``text_only_``. Metrics that were not computed are left out."""
-        accuracy_key = f"{self.task}_accuracy" if self.task else "accuracy"
+        # a task named in words ("moving shape") makes one key: moving_shape_accuracy
+        task = re.sub(r"\W+", "_", self.task).strip("_").lower() if self.task else ""
+        accuracy_key = f"{task}_accuracy" if task else "accuracy"
         metrics: dict[str, float] = {}
 
         def put(key: str, value: float | None) -> None:

@@ -9,25 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from anymal_host import hookimpl
+from anymal_host import hookimpl, lazy_builder, register_bundled_adapters
 
 __all__ = ["register_modalities", "register_datasets", "register_adapters", "ADAPTERS_DIR"]
 
 #: Trained adapter packages shipped in the wheel, one folder each (``<name>/anymal_adapter.json``).
 ADAPTERS_DIR = Path(__file__).resolve().parent / "adapters"
-
-
-def _builder(function: str) -> Callable[..., Any]:
-    """``data.<function>``, imported (numpy) when a run builds the data set, not when the plugin registers it;
-    nothing is synthesized until an item is read."""
-
-    def build(split: str, **options: Any) -> Any:
-        from . import data
-
-        return getattr(data, function)(split, **options)
-
-    build.__name__ = build.__qualname__ = function
-    return build
 
 
 @hookimpl
@@ -53,7 +40,7 @@ def register_datasets(register: Callable[[Any], None]) -> None:
     register(DatasetSpec(
         name="audio:speech",
         modality="audio",
-        build=_builder("build_speech"),
+        build=lazy_builder("anymal_plugin_audio.data", "build_speech"),
         description="the ten digits and ten command words spoken by eSpeak NG, noisy; test voices held out",
         labels=SPEECH_LABELS,
         parse_label=speech_label,
@@ -65,7 +52,7 @@ def register_datasets(register: Callable[[Any], None]) -> None:
     register(DatasetSpec(
         name="audio:sounds",
         modality="audio",
-        build=_builder("build_sounds"),
+        build=lazy_builder("anymal_plugin_audio.data", "build_sounds"),
         description="tones (high/low), 1-4 beeps, rising/falling chirps, white noise and silence, made with numpy",
         labels=SOUND_LABELS,
         parse_label=sound_label,
@@ -76,7 +63,7 @@ def register_datasets(register: Callable[[Any], None]) -> None:
     register(DatasetSpec(
         name="audio:digits",
         modality="audio",
-        build=_builder("build_digits"),
+        build=lazy_builder("anymal_plugin_audio.data", "build_digits"),
         description="the spoken digits of audio:speech (same items and voices): 'What number is spoken?'",
         labels=DIGITS,
         parse_label=speech_label,
@@ -88,7 +75,7 @@ def register_datasets(register: Callable[[Any], None]) -> None:
     register(DatasetSpec(
         name="audio:mix",
         modality="audio",
-        build=_builder("build_mix"),
+        build=lazy_builder("anymal_plugin_audio.data", "build_mix"),
         description="audio:speech and audio:sounds in one data set, each item with its own questions: what the "
                     "bundled adapter is trained on",
         labels=SPEECH_LABELS + SOUND_LABELS,
@@ -105,7 +92,4 @@ def register_datasets(register: Callable[[Any], None]) -> None:
 def register_adapters(register: Callable[..., None]) -> None:
     # Every folder under adapters/ that holds a package (`anymal train export` writes one) is bundled: the
     # host loads it the first time an audio attachment needs an adapter.
-    if not ADAPTERS_DIR.is_dir():
-        return
-    for config in sorted(ADAPTERS_DIR.glob("*/anymal_adapter.json")):
-        register(config.parent.name, config.parent)
+    register_bundled_adapters(register, ADAPTERS_DIR)

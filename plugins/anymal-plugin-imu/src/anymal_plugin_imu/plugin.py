@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from anymal_host.hookspecs import hookimpl
+from anymal_host import hookimpl, lazy_builder, register_bundled_adapters
 
 from .captions import ACTIVITIES, activity_from_text
 
@@ -28,12 +28,6 @@ QUESTIONS = (
 )
 
 
-def _build_hapt(split: str, **options: Any) -> list[dict[str, Any]]:
-    from . import hapt  # reads (and on first use converts) the data only when a run asks for it
-
-    return hapt.build(split, **options)
-
-
 @hookimpl
 def register_modalities(register: Callable[[Any], None]) -> None:
     from .modality import ImuModality  # numpy and torch load here, not when `anymal --help` imports the plugin
@@ -48,7 +42,8 @@ def register_datasets(register: Callable[[Any], None]) -> None:
     register(DatasetSpec(
         name="imu:hapt",
         modality="imu",
-        build=_build_hapt,
+        # reads (and on first use converts) the data only when a run asks for it
+        build=lazy_builder("anymal_plugin_imu.hapt", "build"),
         description="UCI HAPT: 6 activities, 2.56 s windows (50% overlap), captioned; split by person",
         labels=ACTIVITIES,
         parse_label=activity_from_text,
@@ -66,7 +61,4 @@ def register_datasets(register: Callable[[Any], None]) -> None:
 
 @hookimpl
 def register_adapters(register: Callable[..., None]) -> None:
-    if not ADAPTERS_DIR.is_dir():
-        return
-    for config in sorted(ADAPTERS_DIR.glob("*/anymal_adapter.json")):
-        register(config.parent.name, config.parent)
+    register_bundled_adapters(register, ADAPTERS_DIR)
