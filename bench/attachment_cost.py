@@ -1,5 +1,5 @@
 """What one attachment costs a request, against the LLM's prefill of the same request: the shared measurement
-behind ``bench/image_encode.py`` and ``bench/audio_encode.py``.
+behind ``bench/image_encode.py``, ``bench/audio_encode.py`` and ``bench/video_encode.py``.
 
 For one source file it times, each the median of ``repeats`` runs after one warm-up, in one process:
 

@@ -38,7 +38,7 @@ from .labels import (COLOR_QUESTION, COLORS, COUNT_QUESTION, COUNT_WORDS, COUNTS
 from .modality import ImageModality
 
 __all__ = ["SHAPES", "COLORS", "PAIRS", "HELD_OUT", "SEEN_PAIRS", "COUNT_WORDS", "DIGIT_WORDS", "SHAPES_SIZES",
-           "COUNTS_SIZES", "Scene", "draw_scene", "random_scene", "encode_scene", "build_shapes", "build_colors",
+           "COUNTS_SIZES", "Scene", "Shape", "draw_scene", "random_scene", "encode_scene", "build_shapes", "build_colors",
            "build_counts", "build_digits", "build_mix", "pair_from_text", "shape_from_text", "color_from_text",
            "count_from_text", "digit_from_text"]
 

@@ -8,24 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from anymal_host import hookimpl
+from anymal_host import hookimpl, lazy_builder, register_bundled_adapters
 
 __all__ = ["register_modalities", "register_datasets", "register_adapters", "ADAPTERS_DIR"]
 
 #: Trained adapter packages shipped in the wheel, one folder each (``<name>/anymal_adapter.json``).
 ADAPTERS_DIR = Path(__file__).resolve().parent / "adapters"
-
-
-def _builder(function: str) -> Callable[..., list[dict[str, Any]]]:
-    """``data.<function>``, imported when a run builds the data set, not when the plugin registers it."""
-
-    def build(split: str, **options: Any) -> list[dict[str, Any]]:
-        from . import data
-
-        return getattr(data, function)(split, **options)
-
-    build.__name__ = build.__qualname__ = function
-    return build
 
 
 @hookimpl
@@ -64,14 +52,12 @@ def register_datasets(register: Callable[[Any], None]) -> None:
                               "held_out_pairs": shapes_info["held_out_pairs"]}),
     ]
     for name, function, description, labels, parse_label, questions, info in table:
-        register(DatasetSpec(name=name, modality="image", build=_builder(function), description=description,
+        build = lazy_builder("anymal_plugin_image.data", function)  # data loads when a run builds the set
+        register(DatasetSpec(name=name, modality="image", build=build, description=description,
                              labels=labels, parse_label=parse_label, questions=questions, info=info))
 
 
 @hookimpl
 def register_adapters(register: Callable[..., None]) -> None:
     # Every folder under adapters/ that holds a package (`anymal train export` writes one) is bundled.
-    if not ADAPTERS_DIR.is_dir():
-        return
-    for config in sorted(ADAPTERS_DIR.glob("*/anymal_adapter.json")):
-        register(config.parent.name, config.parent)
+    register_bundled_adapters(register, ADAPTERS_DIR)
