@@ -21,6 +21,7 @@ from .errors import (
 )
 from .hookspecs import hookimpl
 from .plugin_helpers import lazy_builder, register_bundled_adapters
+from .safety import ContentRefusedError, Refusal
 
 try:
     __version__ = version("anymal")
@@ -30,14 +31,15 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 # Names whose modules import torch (or transformers): loaded on first access, so that `from anymal_host import
 # hookimpl` and `anymal --help` cost a plugin or a user no torch import (PEP 562 module __getattr__).
 _LAZY = {
-    "AnymalHost": "host", "LLM": "llm", "LLMOptions": "llm", "Modality": "modality", "SignalSpec": "modality",
-    "Encoder": "modality", "DatasetSpec": "modality", "pad_sequences": "modality", "ModalityAdapter": "adapter",
+    "AnymalHost": "host", "Answer": "host", "LLM": "llm", "LLMOptions": "llm", "Modality": "modality",
+    "SignalSpec": "modality", "Encoder": "modality", "DatasetSpec": "modality", "pad_sequences": "modality",
+    "ModalityAdapter": "adapter",
     "Attachment": "prompt", "EmbeddedBatch": "prompt", "Registry": "plugins", "get_registry": "plugins",
 }
 
 if TYPE_CHECKING:
     from .adapter import ModalityAdapter
-    from .host import AnymalHost
+    from .host import AnymalHost, Answer
     from .llm import LLM, LLMOptions
     from .modality import DatasetSpec, Encoder, Modality, SignalSpec, pad_sequences
     from .plugins import Registry, get_registry
@@ -47,7 +49,7 @@ if TYPE_CHECKING:
 # Submodules that `import anymal_host; anymal_host.modality...` reached while __init__ imported them eagerly.
 _SUBMODULES = frozenset({"adapter", "host", "llm", "modality", "plugins", "prompt", "projectors", "loading",
                          "training", "evaluation", "testing", "paths", "default_llm", "sources", "cli",
-                         "plugin_helpers"})
+                         "plugin_helpers", "safety"})
 
 
 def __getattr__(name: str) -> Any:
@@ -70,6 +72,9 @@ __all__ = [
     "lazy_builder",
     "register_bundled_adapters",
     "AnymalHost",
+    "Answer",
+    "ContentRefusedError",
+    "Refusal",
     "LLM",
     "LLMOptions",
     "Modality",

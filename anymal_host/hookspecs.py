@@ -91,6 +91,55 @@ def register_commands(cli: Any) -> None:
     """
 
 
-# Safety hooks (input text, each input signal, output text, the (signals, output) pair) will be added here,
-# documented to the same standard, when the safety-check work lands. The data path in docs/architecture.md
-# marks where the host calls them.
+# ----- safety checks ----------------------------------------------------------------------------------------
+# Called for every request that generates an answer (AnymalHost.generate / respond / chat, the CLI, a server),
+# never at registration. Each returns None to let the request go on, or a reason to refuse it. The host calls
+# the implementations in pluggy's order and stops at the first refusal; a check that raises refuses the request
+# (fail closed), with the error in the reason. A refusal ends the request with that reason:
+# ContentRefusedError in Python, finish_reason "content_filter" over the API.
+
+
+@hookspec(firstresult=True)
+def check_input_text(text: str) -> str | None:
+    """Check the text of a request before anything of it is encoded or generated.
+
+    :param text: every text part of the request's messages (system, user and earlier assistant turns), in
+        order, joined by newlines. Attachments are not in it: :func:`check_input_signal` sees them.
+    The return value is ``None`` to let the request go on, or a reason a user can read (one sentence) to
+    refuse it.
+    """
+
+
+@hookspec(firstresult=True)
+def check_input_signal(modality: str, signal: Any) -> str | None:
+    """Check one attachment of a request, after its modality's ``load`` and ``preprocess``, before its encoder
+    sees it. Called once per attachment, in the order the attachments stand in the messages.
+
+    :param modality: the attachment's modality name (``"image"``, ``"imu"``...).
+    :param signal: the preprocessed signal as the encoder gets it, a :class:`torch.Tensor` of one item
+        (``[T, ...]``, no batch axis), for example ``[1, 3, 224, 224]`` for an image.
+    The return value is ``None`` to let the request go on, or a reason to refuse it.
+    """
+
+
+@hookspec(firstresult=True)
+def check_output_text(text: str) -> str | None:
+    """Check a generated answer before it is returned.
+
+    :param text: the whole answer, as the caller would receive it.
+    The return value is ``None`` to return the answer, or a reason to withhold it (the request is refused
+    instead).
+    """
+
+
+@hookspec(firstresult=True)
+def check_signals_and_output(signals: Any, text: str) -> str | None:
+    """Check a generated answer against the request's attachments (AnyMAL checks the pair: an answer can be
+    harmless as text and wrong about what the signal shows). Called after :func:`check_output_text` lets the
+    answer through, also for requests without attachments.
+
+    :param signals: the request's attachments as ``(modality, signal)`` pairs, in order, each signal as
+        :func:`check_input_signal` saw it; an empty list when there are none.
+    :param text: the generated answer.
+    The return value is ``None`` to return the answer, or a reason to withhold it.
+    """

@@ -15,12 +15,13 @@ from .adapter import ModalityAdapter
 from .errors import AdapterNotFoundError, InvalidAdapterNameError
 from .llm import LLM, LLMOptions
 from .plugins import Registry, get_registry
-from .prompt import Attachment, EmbeddedBatch, assemble
+from .prompt import Attachment, EmbeddedBatch, assemble, normalize_messages
+from .safety import ContentRefusedError, Refusal, run_check
 
 if TYPE_CHECKING:
     from .loading import HostFacts
 
-__all__ = ["AnymalHost", "AdapterSlot"]
+__all__ = ["AnymalHost", "AdapterSlot", "Answer"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,18 @@ class AdapterSlot:
     kind: str = "memory"
     # The package folder it was read from (a hub's revision folder or cache snapshot), when it came from one.
     folder: str | None = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One conversation's outcome from :meth:`AnymalHost.respond`."""
+
+    # the generated text; empty when the request was refused
+    text: str
+    # "stop" when the answer was generated, "content_filter" when a safety check refused the request
+    finish_reason: str = "stop"
+    # which check refused it and why (None when answered)
+    refusal: Refusal | None = None
 
 
 @dataclass(frozen=True)
@@ -279,11 +292,78 @@ class AnymalHost:
 
     def generate(self, conversations: Sequence[Sequence[Mapping[str, Any]]], max_new_tokens: int = 64,
                  **generate_kwargs: Any) -> list[str]:
-        """Answer a batch of conversations; every attachment is encoded with the adapters of one snapshot."""
-        with torch.inference_mode():
-            batch = self.embed(conversations)
-            return self.llm.generate(batch.inputs_embeds, batch.attention_mask, max_new_tokens=max_new_tokens,
-                                     **generate_kwargs)
+        """Answer a batch of conversations; every attachment is encoded with the adapters of one snapshot.
+        Raises :class:`~anymal_host.safety.ContentRefusedError` when a safety check refuses one of them (use
+        :meth:`respond` to get the other answers as well)."""
+        answers = self.respond(conversations, max_new_tokens=max_new_tokens, **generate_kwargs)
+        for answer in answers:
+            if answer.refusal is not None:
+                raise ContentRefusedError(answer.refusal)
+        return [answer.text for answer in answers]
+
+    def respond(self, conversations: Sequence[Sequence[Mapping[str, Any]]], max_new_tokens: int = 64,
+                **generate_kwargs: Any) -> list[Answer]:
+        """Answer a batch of conversations through the safety hooks: one :class:`Answer` each, in order.
+
+        Each conversation's text goes through ``check_input_text`` and each attachment, once loaded and
+        preprocessed, through ``check_input_signal``; the conversations nothing refused are generated together
+        (every attachment encoded with the adapters of the snapshot taken when this call began), and each
+        answer goes through ``check_output_text`` and ``check_signals_and_output``. A refused conversation's
+        answer has ``finish_reason == "content_filter"`` and its :class:`~anymal_host.safety.Refusal`.
+        Unreadable attachments and unknown adapters still raise, as in :meth:`embed`.
+        """
+        state = self._state
+        modalities = sorted(self.registry.modalities)
+        answers: list[Answer | None] = [None] * len(conversations)
+        admitted: list[tuple[int, list[dict[str, Any]], list[tuple[str, torch.Tensor]]]] = []
+        for index, conversation in enumerate(conversations):
+            messages = normalize_messages(conversation, modalities)
+            text = "\n".join(part for message in messages for part in message["parts"] if isinstance(part, str))
+            refusal = run_check(self.registry, "check_input_text", text=text)
+            if refusal is None:
+                state, messages, signals, refusal = self._checked_signals(state, messages)
+            if refusal is not None:
+                answers[index] = Answer("", "content_filter", refusal)
+                continue
+            admitted.append((index, [{"role": m["role"], "content": m["parts"]} for m in messages], signals))
+        if admitted:
+            with torch.inference_mode():
+                batch = assemble(self.llm, [c for _, c, _ in admitted], lambda atts: self._encode(state, atts),
+                                 modalities=modalities)
+                texts = self.llm.generate(batch.inputs_embeds, batch.attention_mask, max_new_tokens=max_new_tokens,
+                                          **generate_kwargs)
+            for (index, _, signals), text in zip(admitted, texts):
+                refusal = (run_check(self.registry, "check_output_text", text=text)
+                           or run_check(self.registry, "check_signals_and_output", signals=signals, text=text))
+                answers[index] = Answer("", "content_filter", refusal) if refusal else Answer(text)
+        return answers  # type: ignore[return-value]
+
+    def _checked_signals(self, state: _State, messages: list[dict[str, Any]]
+                         ) -> tuple[_State, list[dict[str, Any]], list[tuple[str, torch.Tensor]], Refusal | None]:
+        """Load and preprocess every attachment of one conversation with the adapter that will encode it, and
+        run ``check_input_signal`` on each. Returns the snapshot (plus any bundled adapter this needed), the
+        messages with each attachment replaced by its preprocessed signal pinned to that adapter, the
+        ``(modality, signal)`` pairs, and the first refusal (None if none)."""
+        signals: list[tuple[str, torch.Tensor]] = []
+        out = []
+        for message in messages:
+            parts = []
+            for part in message["parts"]:
+                if isinstance(part, Attachment):
+                    state, slot = self._adapter_for(state, part)
+                    modality = slot.adapter.modality
+                    signal = part.source
+                    if not part.preprocessed:
+                        options = slot.adapter.config.preprocessing
+                        signal = modality.preprocess(modality.load(part.source, **options), **options)
+                    refusal = run_check(self.registry, "check_input_signal", modality=modality.name, signal=signal)
+                    if refusal is not None:
+                        return state, messages, signals, refusal
+                    signals.append((modality.name, signal))
+                    part = Attachment(source=signal, modality=modality.name, adapter=slot.name, preprocessed=True)
+                parts.append(part)
+            out.append({"role": message["role"], "parts": parts})
+        return state, out, signals, None
 
     def chat(self, prompt: str | Sequence[Mapping[str, Any]], attachments: Iterable[Any] = (),
              max_new_tokens: int = 64, system: str | None = None, **generate_kwargs: Any) -> str:

@@ -49,6 +49,20 @@ def test_chat_attachment_of_unknown_type_is_one_readable_line(tmp_path, capsys):
     assert err.startswith("error: ") and "Traceback" not in err
 
 
+def test_chat_refused_by_a_safety_check_is_one_readable_line(tmp_path, capsys, monkeypatch):
+    words = tmp_path / "blocked.txt"
+    words.write_text("bomb\n")
+    monkeypatch.setenv("ANYMAL_SAFETY_WORDS", str(words))
+    with pytest.raises(SystemExit) as exit_info:  # refused before the LLM is even loaded
+        main(["chat", "--llm", "/no/such/llm", "How do I build a bomb?"])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: refused by check_input_text of plugin 'anymal_host.default_plugins.safety': "
+                          "the request contains the blocked term 'bomb'")
+    listing = CliRunner().invoke(cli, ["plugins"]).output
+    assert "anymal_host.default_plugins.safety (default)" in listing and "check_input_text" in listing
+
+
 def test_chat_missing_attachment_file():
     result = CliRunner().invoke(cli, ["chat", "--attach", "/no/file.csv", "hi"])
     assert result.exit_code != 0 and "does not exist" in result.output
