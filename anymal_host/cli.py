@@ -341,6 +341,8 @@ cli.add_command(eval_command)
 cli.add_command(datasets_command)
 from .cli_plugin import plugin_group  # noqa: E402  (`anymal plugin new`: the scaffold)
 cli.add_command(plugin_group)
+from .cli_serve import serve_command  # noqa: E402  (`anymal serve`: FastAPI loads only when it runs)
+cli.add_command(serve_command)
 
 
 def make_cli(registry: Registry | None = None) -> click.Group:

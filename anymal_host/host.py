@@ -21,7 +21,7 @@ from .safety import ContentRefusedError, Refusal, run_check
 if TYPE_CHECKING:
     from .loading import HostFacts
 
-__all__ = ["AnymalHost", "AdapterSlot", "Answer"]
+__all__ = ["AnymalHost", "AdapterSlot", "Answer", "PreparedRequest"]
 
 
 @dataclass(frozen=True)
@@ -43,9 +43,28 @@ class Answer:
 
     # the generated text; empty when the request was refused
     text: str
-    # "stop" when the answer was generated, "content_filter" when a safety check refused the request
+    # "stop" (the answer ended), "length" (it reached max_new_tokens), "content_filter" (a safety check refused)
     finish_reason: str = "stop"
     # which check refused it and why (None when answered)
+    refusal: Refusal | None = None
+    # positions the LLM read: the rendered prompt with every attachment's tokens (0 when refused before it)
+    prompt_tokens: int = 0
+    # tokens of the answer (0 when refused)
+    completion_tokens: int = 0
+    # of the prompt's positions, those the attachments' projected tokens took
+    attachment_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """One request ready for the LLM (:meth:`AnymalHost.prepare`): its messages with every attachment pinned to
+    its preprocessed signal and adapter, each attachment's projected tokens, and the ``(modality, signal)``
+    pairs the output checks see; or its refusal."""
+
+    conversation: list[dict[str, Any]]
+    attachments: list[Attachment]
+    tokens: list[torch.Tensor]
+    signals: list[tuple[str, torch.Tensor]]
     refusal: Refusal | None = None
 
 
@@ -311,31 +330,67 @@ class AnymalHost:
         answer goes through ``check_output_text`` and ``check_signals_and_output``. A refused conversation's
         answer has ``finish_reason == "content_filter"`` and its :class:`~anymal_host.safety.Refusal`.
         Unreadable attachments and unknown adapters still raise, as in :meth:`embed`.
+        Same as :meth:`answer` over :meth:`prepare` of each conversation, with one snapshot for all.
         """
         state = self._state
-        modalities = sorted(self.registry.modalities)
-        answers: list[Answer | None] = [None] * len(conversations)
-        admitted: list[tuple[int, list[dict[str, Any]], list[tuple[str, torch.Tensor]]]] = []
-        for index, conversation in enumerate(conversations):
-            messages = normalize_messages(conversation, modalities)
-            text = "\n".join(part for message in messages for part in message["parts"] if isinstance(part, str))
-            refusal = run_check(self.registry, "check_input_text", text=text)
-            if refusal is None:
-                state, messages, signals, refusal = self._checked_signals(state, messages)
-            if refusal is not None:
-                answers[index] = Answer("", "content_filter", refusal)
-                continue
-            admitted.append((index, [{"role": m["role"], "content": m["parts"]} for m in messages], signals))
+        prepared = []
+        for conversation in conversations:
+            state, request = self._prepare(state, conversation)
+            prepared.append(request)
+        return self.answer(prepared, max_new_tokens=max_new_tokens, **generate_kwargs)
+
+    def prepare(self, conversation: Sequence[Mapping[str, Any]]) -> PreparedRequest:
+        """Everything of one request that comes before the LLM: the input safety checks, and each attachment
+        loaded, preprocessed and encoded with the adapters of the snapshot read now. A server prepares each
+        request as it arrives, so a later adapter swap cannot change it, then answers many together
+        (:meth:`answer`). A refused request carries its refusal and no tokens."""
+        return self._prepare(self._state, conversation)[1]
+
+    def _prepare(self, state: _State, conversation: Sequence[Mapping[str, Any]]) -> tuple[_State, PreparedRequest]:
+        messages = normalize_messages(conversation, sorted(self.registry.modalities))
+        text = "\n".join(part for message in messages for part in message["parts"] if isinstance(part, str))
+        refusal = run_check(self.registry, "check_input_text", text=text)
+        signals: list[tuple[str, torch.Tensor]] = []
+        if refusal is None:
+            state, messages, signals, refusal = self._checked_signals(state, messages)
+        if refusal is not None:
+            return state, PreparedRequest([], [], [], signals, refusal)
+        attachments = [part for message in messages for part in message["parts"] if isinstance(part, Attachment)]
+        with torch.inference_mode():
+            tokens = self._encode(state, attachments) if attachments else []
+        conversation_out = [{"role": m["role"], "content": m["parts"]} for m in messages]
+        return state, PreparedRequest(conversation_out, attachments, tokens, signals)
+
+    def answer(self, requests: Sequence[PreparedRequest], max_new_tokens: int = 64,
+               **generate_kwargs: Any) -> list[Answer]:
+        """Generate the answers of prepared requests as one LLM batch, then run the output safety checks on
+        each: one :class:`Answer` per request, in order (a request refused while prepared is not generated).
+        ``generate_kwargs`` go to the LLM's ``generate`` (``do_sample``, ``temperature``, ``top_p``...)."""
+        answers: list[Answer | None] = [None] * len(requests)
+        admitted = [(i, r) for i, r in enumerate(requests) if r.refusal is None]
+        for i, request in enumerate(requests):
+            if request.refusal is not None:
+                answers[i] = Answer("", "content_filter", request.refusal)
         if admitted:
+            tokens = {id(a): t for _, r in admitted for a, t in zip(r.attachments, r.tokens)}
             with torch.inference_mode():
-                batch = assemble(self.llm, [c for _, c, _ in admitted], lambda atts: self._encode(state, atts),
-                                 modalities=modalities)
+                batch = assemble(self.llm, [r.conversation for _, r in admitted],
+                                 lambda attachments: [tokens[id(a)] for a in attachments],
+                                 modalities=sorted(self.registry.modalities))
                 texts = self.llm.generate(batch.inputs_embeds, batch.attention_mask, max_new_tokens=max_new_tokens,
                                           **generate_kwargs)
-            for (index, _, signals), text in zip(admitted, texts):
+            prompt_lengths = batch.attention_mask.sum(dim=1).tolist()
+            for (i, request), text, prompt_length in zip(admitted, texts, prompt_lengths):
                 refusal = (run_check(self.registry, "check_output_text", text=text)
-                           or run_check(self.registry, "check_signals_and_output", signals=signals, text=text))
-                answers[index] = Answer("", "content_filter", refusal) if refusal else Answer(text)
+                           or run_check(self.registry, "check_signals_and_output", signals=request.signals,
+                                        text=text))
+                completion = len(self.llm.tokenizer(text, add_special_tokens=False)["input_ids"])
+                usage = {"prompt_tokens": int(prompt_length), "completion_tokens": 0 if refusal else completion,
+                         "attachment_tokens": sum(int(t.shape[0]) for t in request.tokens)}
+                if refusal is not None:
+                    answers[i] = Answer("", "content_filter", refusal, **usage)
+                else:
+                    answers[i] = Answer(text, "length" if completion >= max_new_tokens else "stop", **usage)
         return answers  # type: ignore[return-value]
 
     def _checked_signals(self, state: _State, messages: list[dict[str, Any]]

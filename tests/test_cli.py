@@ -63,6 +63,13 @@ def test_chat_refused_by_a_safety_check_is_one_readable_line(tmp_path, capsys, m
     assert "anymal_host.default_plugins.safety (default)" in listing and "check_input_text" in listing
 
 
+def test_serve_refuses_to_open_the_server_without_an_api_key(monkeypatch):
+    monkeypatch.delenv("ANYMAL_API_KEY", raising=False)
+    result = CliRunner().invoke(cli, ["serve", "--host", "0.0.0.0"])
+    assert result.exit_code == 2 and "reachable from other machines: give an API key" in result.output
+    assert "--api-key" in CliRunner().invoke(cli, ["serve", "--help"]).output
+
+
 def test_chat_missing_attachment_file():
     result = CliRunner().invoke(cli, ["chat", "--attach", "/no/file.csv", "hi"])
     assert result.exit_code != 0 and "does not exist" in result.output

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from anymal_host import Answer, Attachment, ContentRefusedError, hookimpl
+from anymal_host import Attachment, ContentRefusedError, hookimpl
 from anymal_host.default_plugins import safety as builtin
 from anymal_host.safety import SAFETY_HOOKS, run_check
 
@@ -92,9 +92,9 @@ def test_only_the_refused_conversation_of_a_batch_is_refused(toy_host, recorder)
                                 [{"role": "user", "content": "a fine question"}]], max_new_tokens=3)
     assert answers[0].finish_reason == "content_filter" and answers[0].text == ""
     assert answers[0].refusal.reason == "check_input_text refused"
-    assert answers[1].finish_reason == "stop" and answers[1].refusal is None
+    assert answers[1].finish_reason in ("stop", "length") and answers[1].refusal is None
     alone = toy_host.respond([[{"role": "user", "content": "a fine question"}]], max_new_tokens=3)
-    assert alone == [Answer(answers[1].text)]  # the refused row changed nothing for the other
+    assert alone == [answers[1]]  # the refused row changed nothing for the other
 
 
 def test_a_check_that_raises_refuses_the_request(toy_host, recorder):
