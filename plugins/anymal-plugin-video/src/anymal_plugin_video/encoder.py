@@ -1,12 +1,15 @@
-"""``FrameEncoder``: the image plugin's frozen timm encoder on every frame, each frame's features tagged with
-where in the clip it stands.
+"""``FrameEncoder``: the image plugin's frozen timm encoder on every frame, each feature step tagged with when
+and where it is.
 
 AnyMAL encodes sampled frames with its image encoder and resamples them. Here every frame goes through the
 image plugin's encoder (its public :func:`anymal_plugin_image.build_encoder`), giving ``cells`` feature steps a
 frame (7 x 7 for EfficientNet-Lite0); the steps of all frames are concatenated in time order, and each step gets
-a sinusoidal code of its frame's index appended, so that a projector that attends over the steps as a set (the
-Perceiver resampler) can still tell which frame came first, and with it which way an object moves. The code
-has no weights: a frozen encoder stays frozen, and the host's feature cache still runs it once per clip.
+two sinusoidal codes appended: its frame's index, and its cell's row and column. A projector that attends over
+the steps as a set (the Perceiver resampler) can then compare where an object is in one frame with where it is
+in a later one, which is what a direction is. Learned per-step positions alone (the resampler has them) have to
+learn 8 x 49 separate vectors from the data; the fixed codes give every step its frame and place from the
+start. The codes have no weights: a frozen encoder stays frozen, and the host's feature cache still runs it
+once per clip.
 
 Imported only when an adapter is built (``VideoModality.build_encoder``), so registering the plugin stays cheap.
 """
@@ -20,12 +23,15 @@ import torch
 
 from anymal_host import Encoder
 
-__all__ = ["FrameEncoder", "ENCODER_NAME", "DEFAULT_TIME_CHANNELS", "build_encoder", "frame_code"]
+__all__ = ["FrameEncoder", "ENCODER_NAME", "DEFAULT_TIME_CHANNELS", "DEFAULT_SPACE_CHANNELS", "build_encoder",
+           "frame_code", "grid_code"]
 
 #: The name adapter packages record in ``encoder.name``.
 ENCODER_NAME = "frames"
 #: Width of the frame-index code appended to every feature step (sines and cosines, half each).
 DEFAULT_TIME_CHANNELS = 32
+#: Width of the row-and-column code appended to every feature step (a quarter each: sin and cos of row, of column).
+DEFAULT_SPACE_CHANNELS = 32
 # Options passed on to the image plugin's encoder, as it takes them.
 _IMAGE_OPTIONS = ("model", "weights", "trainable", "stage")
 
@@ -40,8 +46,26 @@ def frame_code(frames: int, channels: int, *, scale: float = 1.0) -> torch.Tenso
     return torch.cat([angles.sin(), angles.cos()], dim=1) * scale
 
 
+def grid_code(side: int, channels: int) -> torch.Tensor:
+    """``[side * side, channels]``, row-major: for the row and the column of each cell, sines and cosines of its
+    index at ``channels // 4`` geometric periods from 2 to ``4 * side`` cells (the longest spans the grid
+    without wrapping, so left and right differ; the shortest tells neighbours apart)."""
+    quarter = channels // 4
+    if quarter == 0 or side < 1:
+        return torch.zeros(side * side, channels)
+    index = torch.arange(side, dtype=torch.float32).unsqueeze(1)
+    periods = torch.logspace(math.log10(2.0), math.log10(4.0 * side), quarter)
+    angles = 2 * math.pi * index / periods  # [side, quarter]
+    axis = torch.cat([angles.sin(), angles.cos()], dim=1)  # [side, 2 * quarter]
+    rows = axis.repeat_interleave(side, dim=0)  # cell (r, c) -> row r
+    cols = axis.repeat(side, 1)  # cell (r, c) -> column c
+    code = torch.cat([rows, cols], dim=1)
+    return torch.nn.functional.pad(code, (0, channels - code.shape[1]))
+
+
 class FrameEncoder(Encoder):
-    """``[B, T, 3, H, W]`` frames -> ``[B, T * cells, D + time_channels]`` features, ``T * cells`` mask.
+    """``[B, T, 3, H, W]`` frames -> ``[B, T * cells, D + time_channels + space_channels]`` features, and the
+    ``[B, T * cells]`` mask.
 
     ``image_encoder`` is the image plugin's encoder (frozen unless its config says ``trainable``). The frame
     code is multiplied by a fixed ``code_scale`` rather than by a statistic of the batch, which would make an
@@ -50,12 +74,13 @@ class FrameEncoder(Encoder):
     """
 
     def __init__(self, image_encoder: Encoder, *, time_channels: int = DEFAULT_TIME_CHANNELS,
-                 code_scale: float = 1.0) -> None:
+                 space_channels: int = DEFAULT_SPACE_CHANNELS, code_scale: float = 1.0) -> None:
         super().__init__()
         self.image = image_encoder
         self.time_channels = time_channels
+        self.space_channels = space_channels
         self.code_scale = code_scale
-        self.feature_dim = int(image_encoder.feature_dim) + time_channels
+        self.feature_dim = int(image_encoder.feature_dim) + time_channels + space_channels
         self.pretrained_weights = getattr(image_encoder, "pretrained_weights", None)
 
     def forward(self, signals: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,28 +92,38 @@ class FrameEncoder(Encoder):
             mask = torch.ones(b, t, dtype=torch.bool, device=signals.device)
         features, feature_mask = self.image(signals, mask)  # [B, T * cells, D], frames in order
         cells = features.shape[1] // t
-        code = frame_code(t, self.time_channels, scale=self.code_scale).to(features)  # [T, C]
-        code = code.repeat_interleave(cells, dim=0).unsqueeze(0).expand(b, -1, -1)  # [B, T * cells, C]
-        code = code * feature_mask.unsqueeze(-1).to(code.dtype)  # padded frames stay exactly zero
+        when = frame_code(t, self.time_channels, scale=self.code_scale).repeat_interleave(cells, dim=0)
+        side = math.isqrt(cells)
+        # a square grid of cells (a CNN's map); tokens that are not one (a ViT's, with a class token) get no
+        # place code
+        square = side * side == cells
+        where = grid_code(side, self.space_channels) if square else torch.zeros(cells, self.space_channels)
+        code = torch.cat([when, where.repeat(t, 1) * self.code_scale], dim=1).to(features)  # [T * cells, C]
+        code = code.unsqueeze(0).expand(b, -1, -1) * feature_mask.unsqueeze(-1).to(features.dtype)  # padding: 0
         return torch.cat([features, code], dim=-1), feature_mask
 
 
 def build_encoder(config: Mapping[str, Any]) -> FrameEncoder:
     """The encoder an adapter's ``encoder`` section describes: ``{"name": "frames", "model": ..., "weights":
-    ..., "trainable": false, "stage": null, "time_channels": 32}``. ``model``, ``weights``, ``trainable`` and
-    ``stage`` go to the image plugin's encoder as they are; unknown names and options raise ``ValueError``."""
+    ..., "trainable": false, "stage": null, "time_channels": 32, "space_channels": 32}``. ``model``,
+    ``weights``, ``trainable`` and ``stage`` go to the image plugin's encoder as they are; unknown names and
+    options raise ``ValueError``."""
     name = config.get("name")
     if name != ENCODER_NAME:
         raise ValueError(f"unknown video encoder {name!r}: this plugin provides {ENCODER_NAME!r} (the image "
                          "plugin's timm encoder on every frame; --encoder-option model=... picks the timm model)")
-    unknown = sorted(set(config) - {"name", "time_channels", *_IMAGE_OPTIONS})
+    unknown = sorted(set(config) - {"name", "time_channels", "space_channels", *_IMAGE_OPTIONS})
     if unknown:
         raise ValueError(f"video encoder 'frames' has no option(s) {', '.join(unknown)}: it takes "
-                         f"{', '.join(_IMAGE_OPTIONS)} (passed to the image encoder) and time_channels")
-    channels = config.get("time_channels", DEFAULT_TIME_CHANNELS)
-    if isinstance(channels, bool) or not isinstance(channels, int) or not 0 <= channels <= 256 or channels % 2:
-        raise ValueError(f"video encoder: time_channels={channels!r}: use an even whole number from 0 to 256")
+                         f"{', '.join(_IMAGE_OPTIONS)} (passed to the image encoder), time_channels and space_channels")
+    widths = {}
+    for option, default, step in (("time_channels", DEFAULT_TIME_CHANNELS, 2),
+                                  ("space_channels", DEFAULT_SPACE_CHANNELS, 4)):
+        value = config.get(option, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 256 or value % step:
+            raise ValueError(f"video encoder: {option}={value!r}: use a whole number from 0 to 256 divisible by {step}")
+        widths[option] = value
     from anymal_plugin_image import ENCODER_NAME as IMAGE_ENCODER, build_encoder as build_image_encoder
 
     image_config = {"name": IMAGE_ENCODER, **{k: config[k] for k in _IMAGE_OPTIONS if k in config}}
-    return FrameEncoder(build_image_encoder(image_config), time_channels=channels)
+    return FrameEncoder(build_image_encoder(image_config), **widths)
