@@ -67,6 +67,11 @@ class PreparedRequest:
     signals: list[tuple[str, torch.Tensor]]
     refusal: Refusal | None = None
 
+    @property
+    def adapters(self) -> dict[str, str]:
+        """The adapter that encoded each modality's attachments, by modality (what a server reports back)."""
+        return {a.modality: a.adapter for a in self.attachments if a.modality and a.adapter}
+
 
 @dataclass(frozen=True)
 class _State:

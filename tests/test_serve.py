@@ -245,6 +245,7 @@ def test_adapters_are_hot_loaded_and_unloaded_over_http_during_traffic(serve, to
         pinned = client.chat.completions.create(model="default", max_tokens=3, messages=[
             {"role": "user", "content": [file_part(toy_file())]}], extra_body={"anymal": {"adapters": {"toy": "second"}}})
         assert isinstance(pinned.choices[0].message.content, str)
+        assert pinned.model_extra["anymal"] == {"adapters": {"toy": "second"}}  # which adapter answered
         assert server.call("DELETE", "/v1/adapters/second")[0] == 200
         status, _, reply = server.call("DELETE", "/v1/adapters/second")
         assert status == 404 and "no adapter named 'second'" in reply["error"]["message"]

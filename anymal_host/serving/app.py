@@ -8,6 +8,7 @@ large, 503 (with ``Retry-After``) when the queue is full, 504 on timeout.
 
 Per-request adapters: the extension field ``"anymal": {"adapters": {"image": "my-image-adapter"}}`` (the
 ``openai`` client's ``extra_body``) picks the adapter for each modality; other modalities use the active one.
+Every completion carries the same field back, naming the adapter that encoded each modality's attachments.
 Streaming sends the answer as chunks once the output safety checks have passed it, so a refused answer is
 never partly sent.
 """
@@ -285,6 +286,7 @@ def create_app(host: Any, config: ServeConfig | None = None) -> Any:
             metrics.refusals.labels(answer.refusal.check).inc()
         completion = {
             "id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": state["model"],
+            _EXTENSION: {"adapters": prepared.adapters},  # which adapter encoded each modality's attachments
             "usage": {"prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens,
                       "total_tokens": answer.prompt_tokens + answer.completion_tokens,
                       "prompt_tokens_details": {"attachment_tokens": answer.attachment_tokens}},
