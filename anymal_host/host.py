@@ -371,11 +371,8 @@ class AnymalHost:
         """Generate the answers of prepared requests as one LLM batch, then run the output safety checks on
         each: one :class:`Answer` per request, in order (a request refused while prepared is not generated).
         ``generate_kwargs`` go to the LLM's ``generate`` (``do_sample``, ``temperature``, ``top_p``...)."""
-        answers: list[Answer | None] = [None] * len(requests)
+        answers = [None if r.refusal is None else Answer("", "content_filter", r.refusal) for r in requests]
         admitted = [(i, r) for i, r in enumerate(requests) if r.refusal is None]
-        for i, request in enumerate(requests):
-            if request.refusal is not None:
-                answers[i] = Answer("", "content_filter", request.refusal)
         if admitted:
             tokens = {id(a): t for _, r in admitted for a, t in zip(r.attachments, r.tokens)}
             with torch.inference_mode():

@@ -3,7 +3,8 @@ torch), so that registering the data sets costs nothing."""
 
 from __future__ import annotations
 
-import re
+import functools
+from typing import Callable
 
 __all__ = ["DIRECTIONS", "SPEEDS", "EVENTS", "SHAPES", "COLORS", "COUNT_WORDS", "HELD_OUT", "DIRECTION_QUESTION",
            "SHAPE_QUESTION", "EVENT_QUESTION", "COUNT_QUESTION", "MIX_QUESTIONS", "MIX_LABELS", "SIZES",
@@ -47,37 +48,48 @@ def count_answer(count: int) -> str:
     return "There is one object." if count == 1 else f"There are {COUNT_WORDS[count - 1]} objects."
 
 
-def _first_of(words: dict[str, str], text: str) -> str | None:
-    """The value of the key that appears earliest in ``text`` as a whole word (case-insensitive)."""
-    found = [(m.start(), value) for word, value in words.items()
-             for m in [re.search(rf"\b{re.escape(word)}\b", text.lower())] if m]
-    return min(found)[1] if found else None
+# The words each parser recognises, and the class each names. Plurals and variants included.
+_WORDS = {
+    "direction": {**{d: d for d in DIRECTIONS}, "leftward": "left", "leftwards": "left", "rightward": "right",
+                  "rightwards": "right", "upward": "up", "upwards": "up", "downward": "down", "downwards": "down"},
+    "shape": {**{s: s for s in SHAPES}, **{f"{s}s": s for s in SHAPES}},
+    "event": {"moves": "moving", "moving": "moving", "appears": "appearing", "appearing": "appearing",
+              "disappears": "disappearing", "disappearing": "disappearing", "vanishes": "disappearing",
+              "turns": "changing color", "changes": "changing color", "changing": "changing color"},
+    "count": {**{w: w for w in COUNT_WORDS}, **{str(i + 1): w for i, w in enumerate(COUNT_WORDS)}},
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _matcher(kind: str) -> Callable[[str], str | None]:
+    # The host's rule (the word named earliest, as a whole word; the longer on a tie), imported on the first
+    # parse: registering the data sets must not import the evaluation package.
+    from anymal_host.evaluation.labels import label_matcher
+
+    return label_matcher(tuple(_WORDS[kind]))
+
+
+def _parse(kind: str, text: str) -> str | None:
+    word = _matcher(kind)(text)
+    return _WORDS[kind][word] if word is not None else None
 
 
 def direction_from_text(text: str) -> str | None:
     """``"It is moving left."`` -> ``"left"``; also "leftwards", "to the left", "upward", "downwards"."""
-    words = {d: d for d in DIRECTIONS}
-    words.update({"leftward": "left", "leftwards": "left", "rightward": "right", "rightwards": "right",
-                  "upward": "up", "upwards": "up", "downward": "down", "downwards": "down"})
-    return _first_of(words, text)
+    return _parse("direction", text)
 
 
 def shape_from_text(text: str) -> str | None:
     """``"A circle is moving."`` -> ``"circle"`` (plurals too)."""
-    return _first_of({**{s: s for s in SHAPES}, **{f"{s}s": s for s in SHAPES}}, text)
+    return _parse("shape", text)
 
 
 def event_from_text(text: str) -> str | None:
     """``"A red circle moves left quickly."`` -> ``"moving"``; "appears" -> ``"appearing"``; "disappears" or
     "vanishes" -> ``"disappearing"``; "turns green" or "changes color" -> ``"changing color"``."""
-    words = {"moves": "moving", "moving": "moving", "appears": "appearing", "appearing": "appearing",
-             "disappears": "disappearing", "disappearing": "disappearing", "vanishes": "disappearing",
-             "turns": "changing color", "changes": "changing color", "changing": "changing color"}
-    return _first_of(words, text)
+    return _parse("event", text)
 
 
 def count_from_text(text: str) -> str | None:
     """``"There are two objects."`` -> ``"two"``; numerals count too (``"2"`` -> ``"two"``)."""
-    words = {w: w for w in COUNT_WORDS}
-    words.update({str(i + 1): w for i, w in enumerate(COUNT_WORDS)})
-    return _first_of(words, text)
+    return _parse("count", text)
