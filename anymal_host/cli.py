@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import sys
 import traceback
@@ -10,16 +12,12 @@ from typing import Any
 
 import click
 
+from .cli_chat import LLM_HELP, chat
 from .cli_common import echo_warnings
 from .errors import AnymalError
 from .plugins import Registry, get_registry
 
 __all__ = ["cli", "make_cli", "main"]
-
-_LLM_HELP = ("LLM to use: a Hub id (org/name) or a local folder (/abs/path or ./path; a bare org/name that is "
-             "also a folder is refused as ambiguous). Default: $ANYMAL_LLM, else the embedded "
-             "SmolLM2-135M-Instruct (converted once into $ANYMAL_HOME).")
-
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="anymal")
@@ -39,13 +37,22 @@ def cli() -> None:
     """
 
 
+cli.add_command(chat)
+
+
 @cli.command()
-def plugins() -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="Print a JSON array: one object per plugin with name, version, distribution, default, hooks, "
+                   "registered {kind: [names]} and errors; load warnings go to stderr.")
+def plugins(as_json: bool) -> None:
     """List installed plugins: version, hooks, what each registered, and errors of plugins that failed."""
     registry = get_registry()
     infos = registry.plugin_infos()
     for warning in registry.warnings:
-        click.echo(click.style("warning: ", fg="yellow") + warning)
+        click.echo(click.style("warning: ", fg="yellow") + warning, err=as_json)
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(info) for info in infos], indent=2))
+        return
     for info in infos:
         version = f" {info.version}" if info.version else ""
         tag = " (default)" if info.default else ""
@@ -60,69 +67,59 @@ def plugins() -> None:
 
 
 @cli.command()
-def modalities() -> None:
-    """List the modalities the installed plugins provide, with the files they accept."""
+@click.option("--examples", is_flag=True, help="Also list the example files each plugin ships (ready to --attach).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print a JSON array: one object per modality with name, plugin, description, file_extensions, "
+                   "media_types, signal {sample_rate, channels, size}, bundled_adapters and examples (paths).")
+def modalities(examples: bool, as_json: bool) -> None:
+    """List the modalities the installed plugins provide, with the files they accept.
+
+    Same as get_registry().modalities in Python (Modality.example_files() for --examples).
+    """
     from .host import _folder_modality
 
     registry = get_registry()
     found = registry.modalities
-    if not found:
+    if not found and not as_json:
         click.echo("No modality plugins are installed. Install one, e.g. `pip install anymal-plugin-imu`.")
         return
-    bundled = {n: p for n, p in registry.bundled_adapters.items()}
+    rows = []
     for name, modality in sorted(found.items()):
-        click.echo(f"{name}  (plugin {registry.provider('modality', name)})")
-        if modality.description:
-            click.echo(f"    {modality.description}")
-        click.echo(f"    accepts: {' '.join(modality.file_extensions) or '-'}  {' '.join(modality.media_types)}")
         spec = modality.signal_spec
-        facts = [f"{k}={v}" for k, v in (("sample_rate", spec.sample_rate), ("channels", spec.channels), ("size", spec.size)) if v]
+        rows.append({
+            "name": name, "plugin": registry.provider("modality", name), "description": modality.description,
+            "file_extensions": list(modality.file_extensions), "media_types": list(modality.media_types),
+            "signal": {"sample_rate": spec.sample_rate, "channels": spec.channels, "size": spec.size},
+            "bundled_adapters": [n for n, p in registry.bundled_adapters.items() if _folder_modality(p) == name],
+            "examples": [str(path) for path in modality.example_files()],
+        })
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['name']}  (plugin {row['plugin']})")
+        if row["description"]:
+            click.echo(f"    {row['description']}")
+        click.echo(f"    accepts: {' '.join(row['file_extensions']) or '-'}  {' '.join(row['media_types'])}")
+        facts = [f"{k}={v}" for k, v in row["signal"].items() if v]
         if facts:
             click.echo(f"    signal: {', '.join(facts)}")
-        adapters = [n for n, p in bundled.items() if _folder_modality(p) == name]
-        click.echo(f"    bundled adapters: {', '.join(adapters) or 'none'}")
-
-
-@cli.command()
-@click.argument("prompt")
-@click.option("--attach", "attachments", multiple=True, type=click.Path(dir_okay=False),
-              help="A file to attach (repeatable); its modality is chosen by file type.")
-@click.option("--modality", help="Modality of every --attach file, when the file type is ambiguous.")
-@click.option("--adapter", "adapters", multiple=True, help="Adapter ref to load first (repeatable): "
-              "org/name[@rev], hf://org/name[@rev], file:///path or a folder.")
-@click.option("--llm", default=None, help=_LLM_HELP)
-@click.option("--quantize", type=click.Choice(["4bit", "8bit"]), default=None, help="Load the LLM with bitsandbytes.")
-@click.option("--max-new-tokens", default=64, show_default=True, help="Longest answer in tokens.")
-@click.option("--system", default=None, help="A system message to put first.")
-@click.option("--force", is_flag=True, help="Load adapters trained for another LLM anyway (warns).")
-def chat(prompt: str, attachments: tuple[str, ...], modality: str | None, adapters: tuple[str, ...], llm: str | None,
-         quantize: str | None, max_new_tokens: int, system: str | None, force: bool) -> None:
-    """Answer PROMPT with the LLM, looking at any attached signals.
-
-    Same as AnymalHost(llm).chat(PROMPT, attachments=[...]) in Python.
-    """
-    from .host import AnymalHost
-    from .llm import LLMOptions
-    from .prompt import Attachment
-
-    host = AnymalHost(llm, llm_options=LLMOptions(quantization=quantize))
-    for ref in adapters:
-        with echo_warnings():
-            name = host.load_adapter(ref, force=force)
-        click.echo(f"loaded adapter {name} from {ref}", err=True)
-    parts = []
-    for path in attachments:
-        if not Path(path).is_file():
-            raise click.BadParameter(f"{path} does not exist or is not a file", param_hint="--attach")
-        parts.append(Attachment(source=path, modality=modality))
-    click.echo(host.chat(prompt, attachments=parts, max_new_tokens=max_new_tokens, system=system))
+        click.echo(f"    bundled adapters: {', '.join(row['bundled_adapters']) or 'none'}")
+        if examples:
+            click.echo("    examples:" + ("" if row["examples"] else " none shipped"))
+            for path in row["examples"]:
+                click.echo(f"      {path}")
 
 
 @cli.command(name="adapters")
 @click.option("--adapter", "adapters", multiple=True, help="Also load this adapter ref first (repeatable).")
-@click.option("--llm", default=None, help=_LLM_HELP)
+@click.option("--llm", default=None, help=LLM_HELP)
 @click.option("--check", is_flag=True, help="Load the LLM and check each adapter's LLM fingerprint against it.")
-def adapters_command(adapters: tuple[str, ...], llm: str | None, check: bool) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="Print a JSON array: one object per adapter with name, modality, kind, source, folder, revision, "
+                   "loaded, active, projector, num_tokens, token_mode, tokens, llm, fingerprint_match (null "
+                   "without --check), has_lora and error.")
+def adapters_command(adapters: tuple[str, ...], llm: str | None, check: bool, as_json: bool) -> None:
     """List the adapters a host would use: the plugins' bundled ones (loaded on first need) and any --adapter.
 
     Same as AnymalHost(llm).list_adapters() in Python.
@@ -134,6 +131,9 @@ def adapters_command(adapters: tuple[str, ...], llm: str | None, check: bool) ->
         for ref in adapters:
             host.load_adapter(ref)
     rows = host.list_adapters(load_llm=check)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
     if not rows:
         click.echo("No adapters: no installed plugin bundles one. Load one with `anymal chat --adapter REF`, "
                    "find one with `anymal hub ls`, or train one with `anymal train align`.")
@@ -163,6 +163,8 @@ from .cli_serve import serve_command  # noqa: E402  (`anymal serve`: FastAPI loa
 cli.add_command(serve_command)
 from .cli_hub import hub_group  # noqa: E402  (`anymal hub`)
 cli.add_command(hub_group)
+from .cli_logs import logs_group  # noqa: E402  (`anymal logs`)
+cli.add_command(logs_group)
 
 
 def make_cli(registry: Registry | None = None) -> click.Group:

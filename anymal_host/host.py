@@ -19,6 +19,7 @@ from .prompt import Attachment, EmbeddedBatch, assemble, normalize_messages
 from .safety import ContentRefusedError, Refusal, run_check
 
 if TYPE_CHECKING:
+    from .generation import AnswerStream
     from .loading import HostFacts
 
 __all__ = ["AnymalHost", "AdapterSlot", "Answer", "PreparedRequest"]
@@ -110,6 +111,21 @@ class AnymalHost:
             if self._llm is None:
                 self._llm = LLM.load(self._llm_name, self._llm_options)
             return self._llm
+
+    @property
+    def llm_name(self) -> str:
+        """The LLM's name without loading it: the loaded LLM's, else the one asked for ($ANYMAL_LLM or the
+        embedded default when none was)."""
+        if self._llm is not None:
+            return self._llm.name
+        from .llm import resolve_llm_name
+
+        requested = resolve_llm_name(self._llm_name)
+        if requested is None:
+            from .default_llm import DEFAULT_LLM_NAME
+
+            return DEFAULT_LLM_NAME
+        return str(requested)
 
     @property
     def facts(self) -> "HostFacts":
@@ -374,26 +390,73 @@ class AnymalHost:
         answers = [None if r.refusal is None else Answer("", "content_filter", r.refusal) for r in requests]
         admitted = [(i, r) for i, r in enumerate(requests) if r.refusal is None]
         if admitted:
-            tokens = {id(a): t for _, r in admitted for a, t in zip(r.attachments, r.tokens)}
             with torch.inference_mode():
-                batch = assemble(self.llm, [r.conversation for _, r in admitted],
-                                 lambda attachments: [tokens[id(a)] for a in attachments],
-                                 modalities=sorted(self.registry.modalities))
+                batch = self._assemble([r for _, r in admitted])
                 texts = self.llm.generate(batch.inputs_embeds, batch.attention_mask, max_new_tokens=max_new_tokens,
                                           **generate_kwargs)
             prompt_lengths = batch.attention_mask.sum(dim=1).tolist()
             for (i, request), text, prompt_length in zip(admitted, texts, prompt_lengths):
-                refusal = (run_check(self.registry, "check_output_text", text=text)
-                           or run_check(self.registry, "check_signals_and_output", signals=request.signals,
-                                        text=text))
-                completion = len(self.llm.tokenizer(text, add_special_tokens=False)["input_ids"])
-                usage = {"prompt_tokens": int(prompt_length), "completion_tokens": 0 if refusal else completion,
-                         "attachment_tokens": sum(int(t.shape[0]) for t in request.tokens)}
-                if refusal is not None:
-                    answers[i] = Answer("", "content_filter", refusal, **usage)
-                else:
-                    answers[i] = Answer(text, "length" if completion >= max_new_tokens else "stop", **usage)
+                answers[i] = self._checked_answer(request, text, int(prompt_length), max_new_tokens)
         return answers  # type: ignore[return-value]
+
+    def stream(self, conversation: Sequence[Mapping[str, Any]], max_new_tokens: int = 64,
+               **generate_kwargs: Any) -> "AnswerStream":
+        """Answer one conversation piece by piece as the LLM writes it: iterate the returned
+        :class:`~anymal_host.generation.AnswerStream` for text; its ``answer`` is the whole :class:`Answer` once
+        it is exhausted. The input checks run first (a refusal raises
+        :class:`~anymal_host.safety.ContentRefusedError` before anything is generated); the output checks see
+        every prefix of the answer before it is yielded, and a refusal stops generation and raises."""
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+        from .generation import AnswerStream
+
+        request = self.prepare(conversation)
+        if request.refusal is not None:
+            raise ContentRefusedError(request.refusal)
+        with torch.inference_mode():
+            batch = self._assemble([request])
+        streamer = TextIteratorStreamer(self.llm.tokenizer, skip_prompt=True, skip_special_tokens=True)
+
+        class _StopWhenSet(StoppingCriteria):
+            def __init__(self, event: threading.Event) -> None:
+                self.event = event
+
+            def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> bool:
+                return self.event.is_set()
+
+        def run(stop: threading.Event) -> None:
+            self.llm.generate(batch.inputs_embeds, batch.attention_mask, max_new_tokens=max_new_tokens,
+                              streamer=streamer, stopping_criteria=StoppingCriteriaList([_StopWhenSet(stop)]),
+                              **generate_kwargs)
+
+        def check(text: str) -> Refusal | None:
+            return self._output_refusal(request, text)
+
+        def finish(text: str) -> Answer:
+            return self._checked_answer(request, text, int(batch.attention_mask.sum()), max_new_tokens)
+
+        return AnswerStream(streamer, run, check, finish, adapters=request.adapters)
+
+    def _assemble(self, requests: Sequence[PreparedRequest]) -> EmbeddedBatch:
+        """The LLM batch of prepared requests, each attachment's tokens where it stands."""
+        tokens = {id(a): t for r in requests for a, t in zip(r.attachments, r.tokens)}
+        return assemble(self.llm, [r.conversation for r in requests],
+                        lambda attachments: [tokens[id(a)] for a in attachments],
+                        modalities=sorted(self.registry.modalities))
+
+    def _output_refusal(self, request: PreparedRequest, text: str) -> Refusal | None:
+        return (run_check(self.registry, "check_output_text", text=text)
+                or run_check(self.registry, "check_signals_and_output", signals=request.signals, text=text))
+
+    def _checked_answer(self, request: PreparedRequest, text: str, prompt_length: int, max_new_tokens: int) -> Answer:
+        """The :class:`Answer` of generated ``text`` once the output checks have seen it, with its usage."""
+        refusal = self._output_refusal(request, text)
+        completion = len(self.llm.tokenizer(text, add_special_tokens=False)["input_ids"])
+        usage = {"prompt_tokens": prompt_length, "completion_tokens": 0 if refusal else completion,
+                 "attachment_tokens": sum(int(t.shape[0]) for t in request.tokens)}
+        if refusal is not None:
+            return Answer("", "content_filter", refusal, **usage)
+        return Answer(text, "length" if completion >= max_new_tokens else "stop", **usage)
 
     def _checked_signals(self, state: _State, messages: list[dict[str, Any]]
                          ) -> tuple[_State, list[dict[str, Any]], list[tuple[str, torch.Tensor]], Refusal | None]:

@@ -66,6 +66,9 @@ class Modality(ABC):
     description: str = ""
     #: Encoder config (``name`` + options) that training uses when the user gives none.
     default_encoder: Mapping[str, Any] = {}
+    #: A folder of example files shipped with the plugin (package data), or None; ``anymal modalities
+    #: --examples`` lists the files in it that this modality accepts, so users of an installed wheel find them.
+    examples_dir: Path | None = None
 
     @abstractmethod
     def load(self, source: Any, **options: Any) -> torch.Tensor:
@@ -89,6 +92,14 @@ class Modality(ABC):
     def example_input(self) -> Any:
         """A small valid source (array or path) that ``load`` accepts: a smoke test for the data path (tests use
         it; so can a user checking an install)."""
+
+    def example_files(self) -> list[Path]:
+        """Example files a user can attach: the accepted files in :attr:`examples_dir`, else the example input
+        when it is a file path, else none."""
+        if self.examples_dir is not None and Path(self.examples_dir).is_dir():
+            return sorted(p for p in Path(self.examples_dir).iterdir() if p.is_file() and self.accepts(p))
+        example = self.example_input()
+        return [Path(example)] if isinstance(example, (str, Path)) and Path(example).is_file() else []
 
     def accepts(self, path: str | Path | None = None, media_type: str | None = None) -> bool:
         """Whether a file (by extension) or a media type belongs to this modality."""

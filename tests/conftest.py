@@ -9,10 +9,34 @@ from . import toy_plugin
 from anymal_host.testing import tiny_llm
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _chat_log_outside_the_home(tmp_path_factory):
+    """`anymal chat` logs every exchange; tests (and the subprocesses they start) log into a throwaway file,
+    never a user's $ANYMAL_HOME/logs.db. Tests that read the log point ANYMAL_LOGS_PATH at their own file."""
+    import os
+
+    previous = os.environ.get("ANYMAL_LOGS_PATH")
+    os.environ["ANYMAL_LOGS_PATH"] = str(tmp_path_factory.mktemp("chat-log") / "logs.db")
+    yield
+    if previous is None:
+        os.environ.pop("ANYMAL_LOGS_PATH", None)
+    else:
+        os.environ["ANYMAL_LOGS_PATH"] = previous
+
+
 @pytest.fixture(scope="session")
 def tiny() -> LLM:
     """A 2-layer LLaMA with hidden size 32 and a BPE tokenizer trained on a few sentences."""
     return tiny_llm()
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory, tiny):
+    """The tiny LLaMA saved to a folder, for `--llm DIR` and anything that loads an LLM by path."""
+    folder = tmp_path_factory.mktemp("tiny-llm")
+    tiny.model.save_pretrained(folder)
+    tiny.tokenizer.save_pretrained(folder)
+    return folder
 
 
 @pytest.fixture

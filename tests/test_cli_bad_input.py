@@ -23,14 +23,6 @@ from .test_hotload import CORRUPTIONS
 ALL_CASES = [(c[0], c[2]) for c in CASES] + [(c[0], c[1]) for c in CORRUPTIONS]
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory, tiny):
-    folder = tmp_path_factory.mktemp("tiny-llm")
-    tiny.model.save_pretrained(folder)
-    tiny.tokenizer.save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture
 def cli_env(registry, monkeypatch, tmp_path, tiny_dir):
     monkeypatch.setattr(plugins, "_registry", registry)

@@ -19,25 +19,9 @@ from typing import Any, Callable
 
 import torch
 
+from ..generation import GenerationSettings
+
 __all__ = ["GenerationSettings", "QueueFullError", "Batcher"]
-
-
-@dataclass(frozen=True)
-class GenerationSettings:
-    """What decides how a request is generated; requests batch together only when these are equal."""
-
-    max_tokens: int
-    temperature: float | None = None  # None or 0: greedy
-    top_p: float | None = None
-    seed: int | None = None
-
-    def generate_kwargs(self) -> dict[str, Any]:
-        if not self.temperature:
-            return {"do_sample": False}
-        kwargs: dict[str, Any] = {"do_sample": True, "temperature": float(self.temperature)}
-        if self.top_p is not None:
-            kwargs["top_p"] = float(self.top_p)
-        return kwargs
 
 
 class QueueFullError(RuntimeError):
@@ -133,8 +117,7 @@ class Batcher:
             return
         settings = live[0].settings
         try:
-            if settings.seed is not None:
-                torch.manual_seed(settings.seed)
+            settings.apply_seed()
             answers = self.host.answer([job.request for job in live], max_new_tokens=settings.max_tokens,
                                        **settings.generate_kwargs())
         except BaseException as exc:  # every waiting client gets the error, the worker keeps running

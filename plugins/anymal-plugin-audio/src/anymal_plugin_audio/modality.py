@@ -38,6 +38,7 @@ class AudioModality(Modality):
     encoder) does the rest."""
 
     name = "audio"
+    examples_dir = EXAMPLES_DIR  # listed by `anymal modalities --examples`
     file_extensions = (".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a")
     media_types = ("audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave", "audio/flac", "audio/x-flac",
                    "audio/ogg", "audio/opus", "audio/mpeg", "audio/mp3", "audio/mp4", "audio/x-m4a", "audio/aac")

@@ -75,6 +75,7 @@ class ImageModality(Modality):
     """
 
     name = "image"
+    examples_dir = EXAMPLES_DIR  # listed by `anymal modalities --examples`
     file_extensions = EXTENSIONS
     media_types = MEDIA_TYPES
     signal_spec = SignalSpec(channels=3, size=(IMAGE_SIZE, IMAGE_SIZE),

@@ -40,6 +40,7 @@ class ImuModality(Modality):
     """
 
     name = "imu"
+    examples_dir = EXAMPLES_DIR  # listed by `anymal modalities --examples`
     file_extensions = (".csv", ".npy")
     media_types = ("text/csv", "application/x-npy")
     signal_spec = SignalSpec(

@@ -43,6 +43,7 @@ class VideoModality(Modality):
     """
 
     name = "video"
+    examples_dir = EXAMPLES_DIR  # listed by `anymal modalities --examples`
     # Animated GIFs decode too, but ``.gif`` belongs to the image plugin (first frame): name the modality
     # (``--modality video``, ``Attachment(..., modality="video")``) to read a GIF as a clip.
     file_extensions = EXTENSIONS
