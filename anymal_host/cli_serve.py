@@ -49,11 +49,10 @@ def serve_command(bind: str, port: int, api_key: str | None, llm: str | None, ad
       python -c "from openai import OpenAI; c = OpenAI(base_url='http://127.0.0.1:8000/v1', api_key='-');
         print(c.chat.completions.create(model='default', messages=[{'role': 'user', 'content': 'Hi'}]))"
     """
-    try:
-        from .serving.app import run_server
-    except ImportError as exc:
-        raise click.ClickException(f"anymal serve needs FastAPI and uvicorn ({exc.name} is missing): "
-                                   "pip install 'anymal[serve]'") from None
+    from .extras import require_extra
+
+    require_extra("serve", "anymal serve")
+    from .serving.app import run_server
     from .host import AnymalHost
 
     config = ServeConfig(host=bind, port=port, api_key=api_key or None, max_body_bytes=max_body_mb << 20,

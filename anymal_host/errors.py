@@ -55,5 +55,9 @@ class InvalidAdapterNameError(AnymalError, ValueError):
     """An adapter name that is empty, only spaces, or holds control characters."""
 
 
+class MissingExtraError(AnymalError, ImportError):
+    """An optional dependency of this job is not installed; the message names the ``pip install`` of its extra."""
+
+
 class TrainConfigError(AnymalError, ValueError):
     """Training options that contradict each other or the data set (refused before anything is built)."""

@@ -109,6 +109,11 @@ class AnymalHost:
         """The host LLM, loaded on first use and never reloaded."""
         with self._llm_lock:
             if self._llm is None:
+                quantization = self._llm_options.quantization if self._llm_options else None
+                if quantization:
+                    from .extras import require_extra
+
+                    require_extra("quantize", f"loading the LLM {quantization}")
                 self._llm = LLM.load(self._llm_name, self._llm_options)
             return self._llm
 

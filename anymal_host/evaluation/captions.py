@@ -64,9 +64,8 @@ def caption_metrics_with_details(answers: Sequence[str],
 
 
 def require_caption_packages() -> None:
-    """Fail before generating anything when a caption-metric package is missing, not after an hour of work."""
-    from importlib.util import find_spec
+    """Fail before generating anything when a caption-metric package is missing, not after an hour of work
+    (:class:`~anymal_host.errors.MissingExtraError`, an ImportError naming ``pip install 'anymal[eval]'``)."""
+    from ..extras import require_extra
 
-    missing = [pip for module, pip in CAPTION_METRIC_PACKAGES.items() if find_spec(module) is None]
-    if missing:
-        raise ImportError(f"caption metrics need {', '.join(missing)}: pip install {' '.join(missing)}")
+    require_extra("eval", "caption metrics", tuple(CAPTION_METRIC_PACKAGES))

@@ -97,6 +97,12 @@ class _Run:
     @classmethod
     def setup(cls, config: TrainConfig, host: AnymalHost | None, progress: bool) -> _Run:
         """Build the adapter, optimiser and scheduler (restored from ``resume_from``), place them, load the data."""
+        from ..extras import quiet_bitsandbytes, require_extra
+
+        require_extra("train", "training", ("accelerate", "matplotlib") + (("peft",) if config.stage == 2 else ()))
+        if config.quantization:
+            require_extra("quantize", f"training with --quantize {config.quantization}")
+        quiet_bitsandbytes(config.quantization)
         from accelerate import Accelerator
         from transformers import get_cosine_schedule_with_warmup
 
