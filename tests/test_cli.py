@@ -1,5 +1,6 @@
 """The ``anymal`` command line (run in-process with click's runner, the same code as the console script)."""
 
+import os
 import subprocess
 import sys
 
@@ -107,3 +108,12 @@ def test_plugin_adds_a_command_and_cannot_replace_one(registry):
     error = registry.plugins["command-plugin"].errors[0]
     assert "command 'chat' from plugin 'command-plugin' is already registered by anymal (built-in)" in error
     assert "toy-stats" not in cli.commands  # the base group is untouched
+
+
+def test_shell_completion_as_the_readme_documents_it():
+    env = {**os.environ, "_ANYMAL_COMPLETE": "bash_complete", "COMP_WORDS": "anymal chat --st", "COMP_CWORD": "2"}
+    done = subprocess.run([sys.executable, "-m", "anymal_host.cli"], env=env, capture_output=True, text=True)
+    assert done.stdout.split() == ["plain,--stream"]
+    env.update(_ANYMAL_COMPLETE="bash_source")
+    script = subprocess.run([sys.executable, "-m", "anymal_host.cli"], env=env, capture_output=True, text=True).stdout
+    assert "_anymal_completion()" in script and "complete -o nosort -F _anymal_completion" in script
