@@ -91,7 +91,7 @@ def modalities(examples: bool, as_json: bool) -> None:
 
     Same as get_registry().modalities in Python (Modality.example_files() for --examples).
     """
-    from .host import _folder_modality
+    from .plugin_helpers import package_modality
 
     registry = get_registry()
     found = registry.modalities
@@ -105,7 +105,7 @@ def modalities(examples: bool, as_json: bool) -> None:
             "name": name, "plugin": registry.provider("modality", name), "description": modality.description,
             "file_extensions": list(modality.file_extensions), "media_types": list(modality.media_types),
             "signal": {"sample_rate": spec.sample_rate, "channels": spec.channels, "size": spec.size},
-            "bundled_adapters": [n for n, p in registry.bundled_adapters.items() if _folder_modality(p) == name],
+            "bundled_adapters": [n for n, p in registry.bundled_adapters.items() if package_modality(p) == name],
             "examples": [str(path) for path in modality.example_files()],
         })
     if as_json:

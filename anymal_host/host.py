@@ -14,6 +14,7 @@ import torch
 from .adapter import ModalityAdapter
 from .errors import AdapterNotFoundError, InvalidAdapterNameError
 from .llm import LLM, LLMOptions
+from .plugin_helpers import package_modality
 from .plugins import Registry, get_registry
 from .prompt import Attachment, EmbeddedBatch, assemble, normalize_messages
 from .safety import ContentRefusedError, Refusal, run_check
@@ -279,7 +280,7 @@ class AnymalHost:
     def _bundled_slot(self, modality: str) -> AdapterSlot:
         """The bundled adapter of ``modality``: the one already loaded, else built and added (not activated over
         an adapter loaded meanwhile). One build at a time, so concurrent first requests build it once."""
-        candidates = sorted((n, p) for n, p in self.registry.bundled_adapters.items() if _folder_modality(p) == modality)
+        candidates = sorted((n, p) for n, p in self.registry.bundled_adapters.items() if package_modality(p) == modality)
         if not candidates:
             plugin = self.registry.provider("modality", modality)
             raise AdapterNotFoundError(
@@ -526,14 +527,3 @@ def _adapter_name(name: str) -> str:
         return validate_adapter_name(name)
     except ValueError as e:
         raise InvalidAdapterNameError(str(e)) from None
-
-
-def _folder_modality(folder: Path) -> str | None:
-    """The modality of a bundled package, through the same safe reader as every package (a folder a plugin
-    registered is still a folder on disk: a pipe named like its config must not block the host)."""
-    from adapters_hub import AdapterPackageError, read_package_config
-
-    try:
-        return read_package_config(folder).modality
-    except AdapterPackageError:
-        return None

@@ -11,12 +11,25 @@ import mimetypes
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    import torch
+
+    from .encoder import Encoder
 
 __all__ = ["SignalSpec", "Modality", "Encoder", "DatasetSpec", "pad_sequences"]
+
+
+def __getattr__(name: str) -> Any:
+    # torch loads when an encoder is built, not when a plugin declares its modality: `anymal plugins` and a
+    # plugin's registration stay free of torch (PEP 562). ``from anymal_host.modality import Encoder`` works
+    # as before.
+    if name == "Encoder":
+        from .encoder import Encoder
+
+        return Encoder
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -31,24 +44,6 @@ class SignalSpec:
     size: tuple[int, int] | None = None
     # Human-readable notes shown by ``anymal modalities`` (units, ranges, layouts).
     description: str = ""
-
-
-class Encoder(nn.Module):
-    """Base class of modality encoders.
-
-    ``forward(signals, mask)`` takes a collated batch ``[B, T, ...]`` and a boolean step mask ``[B, T]``
-    (True = real data) and returns ``(features [B, T', feature_dim], feature_mask [B, T'])``. Features at
-    padded steps are exactly zero, and an item's features do not depend on what it is batched with (the
-    conformance kit's ``check_encoder`` checks both).
-    """
-
-    #: Width D of the features this encoder returns; the projector is sized from it.
-    feature_dim: int
-    #: Whether ``build_encoder`` loads real pretrained weights. Only then may an adapter package leave the
-    #: encoder weights out (``encoder.weights_included: false``); a package that does so for an encoder with
-    #: ``False`` here is refused (its encoder would run untrained). ``None``, the default for encoders written
-    #: before this attribute existed, loads such packages with a warning.
-    pretrained_weights: bool | None = None
 
 
 class Modality(ABC):
@@ -150,6 +145,8 @@ class DatasetSpec:
 
 def pad_sequences(items: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Pad tensors of shape ``[T_i, ...]`` with zeros to ``[B, max T, ...]``; mask True on real steps."""
+    import torch
+
     if not items:
         raise ValueError("cannot collate an empty batch: pass at least one item")
     longest = max(int(x.shape[0]) for x in items)

@@ -12,7 +12,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["lazy_builder", "register_bundled_adapters"]
+__all__ = ["lazy_builder", "register_bundled_adapters", "package_modality"]
 
 
 def lazy_builder(module: str, function: str) -> Callable[..., Any]:
@@ -36,3 +36,14 @@ def register_bundled_adapters(register: Callable[..., None], folder: str | Path)
         return
     for config in sorted(folder.glob("*/anymal_adapter.json")):
         register(config.parent.name, config.parent)
+
+
+def package_modality(folder: Path) -> str | None:
+    """The modality of a bundled package, through the same safe reader as every package (a folder a plugin
+    registered is still a folder on disk: a pipe named like its config must not block the host)."""
+    from adapters_hub import AdapterPackageError, read_package_config
+
+    try:
+        return read_package_config(folder).modality
+    except AdapterPackageError:
+        return None

@@ -30,6 +30,15 @@ def test_no_heavy_import(code):
     assert not any(loaded.values()), f"imported: {[m for m, yes in loaded.items() if yes]}"
 
 
+def test_listing_the_installed_plugins_imports_no_torch():
+    """`anymal plugins` and `anymal modalities` call every plugin's registration hooks: declaring a modality,
+    its data sets and its bundled adapters must not load torch or transformers (numpy may load)."""
+    for command in ("plugins", "modalities"):
+        code = f"from anymal_host.cli import main\ntry:\n    main([{command!r}])\nexcept SystemExit:\n    pass"
+        loaded = _imported_after(code)
+        assert not loaded["torch"] and not loaded["transformers"], f"anymal {command} imported torch/transformers"
+
+
 def test_the_lazy_names_still_resolve():
     import anymal_host
 

@@ -8,13 +8,16 @@ Decoding and validation live in :mod:`.audio_io` (every source kind, every limit
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from anymal_host import Encoder, InvalidSignalError, Modality, SignalSpec
+from anymal_host import InvalidSignalError, Modality, SignalSpec
 
 from .audio_io import MAX_SAMPLES, MAX_SECONDS, MIN_SAMPLES, SAMPLE_RATE, read_audio
+
+if TYPE_CHECKING:  # torch loads on first use, so registering the plugin does not import it
+    import torch
+
+    from anymal_host import Encoder
 
 __all__ = ["AudioModality", "EXAMPLES_DIR", "example_path"]
 
@@ -53,10 +56,14 @@ class AudioModality(Modality):
         :param options: the adapter's preprocessing options; this modality takes none and ignores them.
         :raises InvalidSignalError: for anything malformed, naming the problem and the fix.
         """
+        import torch
+
         return torch.from_numpy(read_audio(source)).reshape(-1, 1)
 
     def preprocess(self, signal: torch.Tensor, **options: Any) -> torch.Tensor:
         """``[N, 1]`` from ``load`` -> the same ``[N, 1]`` float32 (checked)."""
+        import torch
+
         if not isinstance(signal, torch.Tensor) or signal.dim() != 2 or signal.shape[1] != 1:
             shape = tuple(signal.shape) if hasattr(signal, "shape") else type(signal).__name__
             raise InvalidSignalError(f"audio preprocess expects the [N, 1] tensor that load returns, got {shape}: "

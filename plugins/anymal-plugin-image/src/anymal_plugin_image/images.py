@@ -25,13 +25,15 @@ import io
 import re
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from anymal_host import InvalidSignalError
 from anymal_host.sources import check_finite_range, check_source_size, format_bytes, open_source_file
+
+if TYPE_CHECKING:  # torch loads when a function needs it, so importing this module does not
+    import torch
 
 __all__ = ["MAX_BYTES", "MAX_PIXELS", "MIN_SIDE", "MAX_ASPECT", "FORMATS", "MEDIA_TYPES", "load_image", "decode_image_bytes",
            "parse_data_url", "image_from_array"]
@@ -192,6 +194,8 @@ def _pil_to_tensor(image: Any, what: str) -> torch.Tensor:
 
 
 def _finish(rgb: np.ndarray, what: str) -> torch.Tensor:
+    import torch
+
     check_finite_range(rgb, what=what, low=0.0, high=1.0, index_names=("row", "column", "channel"))
     return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32)).unsqueeze(0)
 
@@ -203,6 +207,8 @@ def image_from_array(source: Any) -> torch.Tensor:
     (torch's order), C being 1, 3 or 4 (alpha is composited on white), and ``[1, C, H, W]`` (what
     :func:`load_image` returns). Values: uint8 (0-255), uint16 (0-65535), bool, or floats in [0, 1].
     """
+    import torch
+
     if source is None:
         raise InvalidSignalError("no image was given (None): pass a path, bytes, a data: URL or an array")
     if isinstance(source, torch.Tensor):

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
-import torch
 
-from anymal_host import Encoder, InvalidSignalError, Modality, SignalSpec
+from anymal_host import InvalidSignalError, Modality, SignalSpec
 
 from .images import EXTENSIONS, MEDIA_TYPES, load_image
+
+if TYPE_CHECKING:  # torch loads when a function needs it, so registering the plugin does not import it
+    import torch
+
+    from anymal_host import Encoder
 
 __all__ = ["ImageModality", "EXAMPLES_DIR", "example_path", "data_config", "IMAGE_SIZE"]
 
@@ -91,6 +95,9 @@ class ImageModality(Modality):
 
     def preprocess(self, signal: torch.Tensor, **options: Any) -> torch.Tensor:
         """``[1, 3, H, W]`` from ``load`` -> ``[1, 3, S, S]`` through timm's eval transform for the encoder."""
+        import numpy as np
+        import torch
+
         if not isinstance(signal, torch.Tensor) or signal.dim() != 4 or signal.shape[:2] != (1, 3):
             shape = tuple(signal.shape) if hasattr(signal, "shape") else type(signal).__name__
             raise InvalidSignalError(f"image preprocess expects the [1, 3, H, W] tensor that load returns, got "

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any, Mapping
 
 from anymal_host.errors import InvalidSignalError
-from anymal_host.modality import Encoder, Modality, SignalSpec
+from anymal_host.modality import Modality, SignalSpec
 
-from . import signals as sig
+from . import spec
+
+if TYPE_CHECKING:  # numpy, torch and the parsers load on first use, so registering the plugin imports none
+    import numpy as np
+    import torch
+
+    from anymal_host.modality import Encoder
 
 __all__ = ["ImuModality", "EXAMPLES_DIR", "example_path"]
 
@@ -44,8 +47,8 @@ class ImuModality(Modality):
     file_extensions = (".csv", ".npy")
     media_types = ("text/csv", "application/x-npy")
     signal_spec = SignalSpec(
-        sample_rate=sig.SAMPLE_RATE,
-        channels=sig.CHANNELS,
+        sample_rate=spec.SAMPLE_RATE,
+        channels=spec.CHANNELS,
         description=("acc_x, acc_y, acc_z in g, gyro_x, gyro_y, gyro_z in rad/s (UCI HAPT, waist-worn phone); "
                      "resampled to 50 Hz; the central 2.56 s (128 samples) by default; normalised per channel"),
     )
@@ -65,6 +68,8 @@ class ImuModality(Modality):
             before they are opened and sizes before anything is read; see the limits in :mod:`.signals` and
             the plugin's README.
         """
+        from . import signals as sig
+
         array, declared_rate = sig.parse_source(source, sample_rate=sample_rate)
         rate = declared_rate if declared_rate is not None else sample_rate
         return sig.to_canonical(array, sample_rate=rate, units=units, gyro_units=gyro_units)
@@ -76,6 +81,10 @@ class ImuModality(Modality):
             keeps it all (the encoder accepts any length, but adapters are trained on one window).
         :param options: other options (``sample_rate``, ``units``...) are consumed by ``load``; ignored here.
         """
+        import torch
+
+        from . import signals as sig
+
         if not isinstance(signal, torch.Tensor) or signal.dim() != 2 or signal.shape[1] != sig.CHANNELS:
             shape = tuple(signal.shape) if hasattr(signal, "shape") else type(signal).__name__
             raise InvalidSignalError(f"imu preprocess expects the [T, 6] tensor that ImuModality.load returns, got "
@@ -92,9 +101,11 @@ class ImuModality(Modality):
             signal = sig.crop_center(signal, max_windows * sig.WINDOW)
         return sig.normalise(signal.to(torch.float32))
 
-    def windows(self, signal: torch.Tensor, size: int = sig.WINDOW, step: int = sig.WINDOW // 2) -> torch.Tensor:
+    def windows(self, signal: torch.Tensor, size: int = spec.WINDOW, step: int = spec.WINDOW // 2) -> torch.Tensor:
         """Sliding windows ``[N, size, 6]`` (50% overlap by default) of a loaded or preprocessed signal, for
         classifying a long recording window by window."""
+        from . import signals as sig
+
         return sig.windows(signal, size=size, step=step)
 
     default_encoder = {"name": "imu-conv-transformer"}
@@ -106,5 +117,9 @@ class ImuModality(Modality):
 
     def example_input(self) -> np.ndarray:
         """The first 2.56 s of the shipped walking example (real HAPT data), ``[128, 6]`` float32."""
+        import numpy as np
+
+        from . import signals as sig
+
         array, _ = sig.parse_source(example_path("walking"))
         return array[: sig.WINDOW].astype(np.float32)

@@ -66,18 +66,8 @@ __all__ = [
     "windows",
 ]
 
-#: Rate (Hz) the encoder runs at: UCI HAPT's rate.
-SAMPLE_RATE = 50.0
-#: Channels after loading: accelerometer x/y/z then gyroscope x/y/z.
-CHANNELS = 6
-CHANNEL_NAMES = ("acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z")
-#: One encoder window: 128 samples = 2.56 s at 50 Hz, the UCI HAR window.
-WINDOW = 128
-#: Shorter recordings carry too little motion to say anything (and are usually a truncated upload).
-MIN_SECONDS = 1.0
-#: Fewest samples of the canonical 50 Hz signal: MIN_SECONDS at 50 Hz. The encoder itself needs 2 (its
-#: stride-2 convolution); the test suite keeps this at least the encoder's ``MIN_LENGTH``.
-MIN_SAMPLES = math.ceil(MIN_SECONDS * SAMPLE_RATE)
+from .spec import CHANNEL_NAMES, CHANNELS, MIN_SAMPLES, MIN_SECONDS, SAMPLE_RATE, WINDOW  # noqa: E402,F401
+
 #: Longer recordings are refused rather than silently loaded into memory: cut them first.
 MAX_SECONDS = 3600.0
 #: Highest source rate accepted. Human motion lives below ~20 Hz and activity data sets record at 20-200 Hz;

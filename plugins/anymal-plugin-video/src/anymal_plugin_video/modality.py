@@ -9,13 +9,17 @@ image attachment is for the same timm encoder. The image plugin is used through 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-import torch
 
-from anymal_host import Encoder, InvalidSignalError, Modality, SignalSpec
+from anymal_host import InvalidSignalError, Modality, SignalSpec
 
 from .videos import DEFAULT_FRAMES, EXTENSIONS, MAX_FRAMES, MEDIA_TYPES, read_video
+
+if TYPE_CHECKING:  # torch loads when a function needs it, so registering the plugin does not import it
+    import torch
+
+    from anymal_host import Encoder
 
 __all__ = ["VideoModality", "EXAMPLES_DIR", "example_path"]
 
@@ -63,6 +67,8 @@ class VideoModality(Modality):
 
     def preprocess(self, signal: torch.Tensor, **options: Any) -> torch.Tensor:
         """``[T, 3, H, W]`` from ``load`` -> ``[T, 3, S, S]``: each frame through the image plugin's preprocess."""
+        import torch
+
         if not isinstance(signal, torch.Tensor) or signal.dim() != 4 or signal.shape[1] != 3 or signal.shape[0] < 1:
             shape = tuple(signal.shape) if hasattr(signal, "shape") else type(signal).__name__
             raise InvalidSignalError(f"video preprocess expects the [T, 3, H, W] frames that load returns, got "

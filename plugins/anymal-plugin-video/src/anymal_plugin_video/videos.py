@@ -30,13 +30,15 @@ import io
 import os
 import re
 from fractions import Fraction
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
-import torch
 
 from anymal_host import InvalidSignalError
 from anymal_host.sources import check_finite_range, check_source_size, format_bytes, open_source_file
+
+if TYPE_CHECKING:  # torch loads when a function needs it, so importing this module does not
+    import torch
 
 __all__ = ["MAX_BYTES", "MAX_SECONDS", "MAX_PIXELS", "MIN_SIDE", "MAX_FRAMES", "DEFAULT_FRAMES", "MAX_ARRAY_FRAMES",
            "EXTENSIONS", "MEDIA_TYPES", "read_video", "sniff_container", "sample_times", "frames_from_array"]
@@ -148,6 +150,8 @@ def read_video(source: Any, *, frames: int | None = None, fps: float | None = No
                max_frames: int | None = None) -> torch.Tensor:
     """Decode, validate and sample ``source``: ``[T, 3, H, W]`` float32 in [0, 1], ``1 <= T <= max_frames``.
     Raises :class:`InvalidSignalError` naming the problem and the fix for anything else."""
+    import torch
+
     count, rate, cap = _sampling(frames, fps, max_frames)
     if isinstance(source, str) and source[:5].lower() == "data:":
         return _decode_bytes(_parse_data_url(source, "video data: URL"), "video data: URL", count, rate, cap)
@@ -317,6 +321,8 @@ def _decode_frames(av: Any, data: bytes, what: str, kind: str, wanted: set[Fract
 
 
 def _to_tensor(frames: list[np.ndarray]) -> torch.Tensor:
+    import torch
+
     height, width = frames[0].shape[:2]
     # A stream whose frame size changes midway (allowed in WebM) is brought to the first frame's size.
     if any(f.shape[:2] != (height, width) for f in frames):
@@ -332,6 +338,8 @@ def frames_from_array(source: Any, *, frames: int | None = DEFAULT_FRAMES, fps: 
                       max_frames: int = MAX_FRAMES) -> torch.Tensor:
     """Frames ``[T, H, W, 3]`` (or ``[T, H, W]`` grayscale), uint8 or floats in [0, 1], sampled as a file is
     (an array has no timestamps: ``fps`` is refused) -> ``[T', 3, H, W]`` float32."""
+    import torch
+
     if fps is not None:
         raise InvalidSignalError("video option fps needs timestamps, which an array of frames does not have: use "
                                  "frames=N, or send the video file")
