@@ -70,28 +70,13 @@ class LLM:
     @classmethod
     def load(cls, name_or_path: str | os.PathLike[str] | None = None, options: LLMOptions | None = None,
              progress: bool = True) -> "LLM":
-        """Load a Hub id or local path; ``None`` means ``$ANYMAL_LLM`` or the embedded default."""
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        """Load a Hub id or local path; ``None`` means ``$ANYMAL_LLM`` or the embedded default.
 
+        A Hub id is read from the local Hugging Face cache when it is there, without asking the Hub; when it is
+        not, the Hub is asked once, quickly, before downloading, so a missing network is reported in seconds
+        instead of after huggingface_hub's retries (see :mod:`anymal_host.hub_access`)."""
         options = options or LLMOptions()
-        requested = resolve_llm_name(name_or_path)
-        if requested is None:
-            from .default_llm import DEFAULT_LLM_NAME, default_llm_path
-
-            source, display = str(default_llm_path(progress=progress)), DEFAULT_LLM_NAME
-        else:
-            from adapters_hub.refs import InvalidRefError, refuse_ambiguous_name
-
-            try:  # transformers itself would silently read the folder: name which one is meant
-                refuse_ambiguous_name(requested, "--llm", "run from a folder without it (transformers reads a folder "
-                                                          "of that name first)")
-            except InvalidRefError as e:
-                raise LLMLoadError(str(e)) from None
-            source = display = requested
-            if _looks_like_path(requested) and not Path(requested).expanduser().exists():
-                raise LLMLoadError(f"LLM path {requested!r} does not exist: pass an existing folder with config.json "
-                                   "and safetensors weights, or a Hub id such as HuggingFaceTB/SmolLM2-135M-Instruct")
-            source = str(Path(requested).expanduser()) if _looks_like_path(requested) else requested
+        source, display, from_hub = _source(resolve_llm_name(name_or_path), progress)
         kwargs: dict[str, Any] = {"revision": options.revision, "trust_remote_code": options.trust_remote_code}
         device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = getattr(torch, options.dtype) if options.dtype else (torch.bfloat16 if device.startswith("cuda") else torch.float32)
@@ -104,8 +89,10 @@ class LLM:
         # The per-tensor "Loading weights" bar is noise for a sub-second local load; downloads keep theirs.
         hf_logging.disable_progress_bar()
         try:
-            tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-            model = AutoModelForCausalLM.from_pretrained(source, **model_kwargs)
+            load = _from_hub if from_hub else _from_pretrained
+            tokenizer, model = load(source, kwargs, model_kwargs)
+        except LLMLoadError:
+            raise
         except (OSError, ValueError) as exc:
             raise LLMLoadError(
                 f"could not load the LLM {display!r}: {exc}. Pass a local folder (config.json + *.safetensors), "
@@ -212,6 +199,81 @@ def embedding_fingerprint(model: Any) -> str:
     weight = model.get_input_embeddings().weight.detach().to("cpu", torch.bfloat16).contiguous()
     digest.update(weight.view(torch.int16).numpy().tobytes())
     return "sha256:" + digest.hexdigest()
+
+
+def _source(requested: str | None, progress: bool) -> tuple[str, str, bool]:
+    """What to hand transformers for the LLM the user asked for, the name to show, and whether it is a Hub id.
+    ``None`` is the embedded default, converted into the cache on first use."""
+    if requested is None:
+        from .default_llm import DEFAULT_LLM_NAME, default_llm_path
+
+        return str(default_llm_path(progress=progress)), DEFAULT_LLM_NAME, False
+    from adapters_hub.refs import InvalidRefError, refuse_ambiguous_name
+
+    try:  # transformers itself would silently read the folder: name which one is meant
+        refuse_ambiguous_name(requested, "--llm", "run from a folder without it (transformers reads a folder "
+                                                  "of that name first)")
+    except InvalidRefError as e:
+        raise LLMLoadError(str(e)) from None
+    if not _looks_like_path(requested):
+        return requested, requested, True
+    path = Path(requested).expanduser()
+    if not path.exists():
+        raise LLMLoadError(f"LLM path {requested!r} does not exist: pass an existing folder with config.json "
+                           "and safetensors weights, or a Hub id such as HuggingFaceTB/SmolLM2-135M-Instruct")
+    return str(path), requested, False
+
+
+def _from_pretrained(source: str, kwargs: dict[str, Any], model_kwargs: dict[str, Any]) -> tuple[Any, Any]:
+    """The tokenizer and the model that transformers loads from ``source`` (a folder or a Hub id)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(source, **model_kwargs)
+    return tokenizer, model
+
+
+def _from_hub(repo_id: str, kwargs: dict[str, Any], model_kwargs: dict[str, Any]) -> tuple[Any, Any]:
+    """A Hub model: from the local Hugging Face cache if it is there; else downloaded, once one quick request
+    has shown the Hub answers (without it, an offline machine waits out huggingface_hub's retries)."""
+    from .hub_access import hub_endpoint, hub_offline, hub_unreachable
+
+    # transformers does not pass local_files_only on to its PEFT-adapter lookup: say it there too.
+    local_model = dict(model_kwargs, local_files_only=True, adapter_kwargs={"local_files_only": True})
+    try:
+        return _from_pretrained(repo_id, dict(kwargs, local_files_only=True), local_model)
+    except Exception as exc:  # noqa: BLE001 - whatever the cache lacks, the Hub is asked next (and errors there)
+        if hub_offline():
+            # transformers' own text for a cache miss speaks of a failed connection that was never tried
+            what = f"is not in it ({_hf_cache()})" if not _cached(repo_id, kwargs.get("revision")) else f"failed: {exc}"
+            raise LLMLoadError(
+                f"HF_HUB_OFFLINE is set, so the LLM {repo_id!r} can only come from the local Hugging Face cache, and "
+                f"it {what}. Unset HF_HUB_OFFLINE on a connected machine to download it once, pass a local folder "
+                "(config.json + *.safetensors), or leave --llm out to use the embedded default"
+            ) from exc
+    problem = hub_unreachable(repo_id, kwargs.get("revision"))
+    if problem is not None:
+        raise LLMLoadError(
+            f"cannot reach the Hugging Face Hub at {hub_endpoint()} to download the LLM {repo_id!r} ({problem}), "
+            f"and it is not in the local cache ({_hf_cache()}). Connect to the network (or fix HF_ENDPOINT / the "
+            "proxy), set HF_HUB_OFFLINE=1 to use a model downloaded before, pass a local folder (config.json + "
+            "*.safetensors), or leave --llm out to use the embedded default"
+        )
+    return _from_pretrained(repo_id, kwargs, model_kwargs)
+
+
+def _cached(repo_id: str, revision: str | None) -> bool:
+    """Whether the local Hugging Face cache holds the repo's ``config.json`` (at ``revision``)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo_id, "config.json", revision=revision), str)
+
+
+def _hf_cache() -> str:
+    """Where huggingface_hub keeps downloads (``$HF_HUB_CACHE``, ``$HF_HOME/hub``)."""
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
 
 
 def _looks_like_path(name: str) -> bool:
