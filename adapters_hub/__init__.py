@@ -16,13 +16,13 @@ from .errors import (
 from .errors import HubFeatureUnsupportedError, HubServerError, HubUnreachableError
 from .folder_hub import FolderHub
 from .hf_hub import HFHub
-from .hub import AdapterSummary, Hub, RepoInfo
+from .hub import AdapterSummary, Hub, Published, RepoInfo
 from .layout import (
     CONFIG_NAME, DEFAULT_LIMITS, LORA_DIR, README_NAME, WEIGHTS_NAME, PackageLimits,
 )
 from .package import load_adapter_package, read_checked_weights, save_adapter_package, weights_metadata
-from .refs import AdapterRef, parse_ref
-from .resolve import hub_for, resolve
+from .refs import AdapterRef, is_bare_repo_id, parse_destination, parse_ref
+from .resolve import hub_for, hub_from_spec, resolve
 from .schema import ANYMAL_VERSION, parse_config
 
 __all__ = [
@@ -35,7 +35,8 @@ __all__ = [
     "TensorSpec", "CheckedPackage", "check_package", "check_compatibility", "check_weights_header",
     "check_member_name", "scan_package_files", "read_package_config", "tensor_specs", "plugin_package_name",
     # refs and hubs
-    "AdapterRef", "parse_ref", "Hub", "AdapterSummary", "RepoInfo", "FolderHub", "HFHub", "hub_for", "resolve",
+    "AdapterRef", "parse_ref", "parse_destination", "is_bare_repo_id", "Hub", "AdapterSummary", "RepoInfo",
+    "Published", "FolderHub", "HFHub", "hub_for", "hub_from_spec", "resolve",
     # errors and warnings
     "AdapterPackageError", "PackageFileMissingError", "PackageCorruptError", "UnsafePackageError",
     "PackageTooLargeError", "SchemaVersionError", "ModalityPluginMissingError", "HiddenSizeMismatchError",

@@ -3,14 +3,19 @@
     root/org/name/revisions/<hash>/   an immutable package; <hash> is the content hash of its files
     root/org/name/commits/<hash>.json commit message, time and parent of that revision
     root/org/name/refs/main           the hash ``main`` points at (a one-line text file)
+    root/org/name/refs/<branch>       the same for every other branch (``anymal hub push --revision BRANCH``)
 
 Publishing copies into a hidden temporary folder in the same repo folder, fsyncs it, renames it into
-``revisions/`` (atomic), then replaces ``refs/main`` (atomic). A crash at any point leaves ``main`` on the old
-revision and at worst an invisible ``.*.tmp-*`` folder; nothing half-written is ever reachable.
+``revisions/`` (atomic), then replaces ``refs/<branch>`` (atomic). A crash at any point leaves the branch on
+the old revision and at worst an invisible ``.*.tmp-*`` folder; nothing half-written is ever reachable.
+
+A folder hub has no visibility (whoever can read the folder reads every package) and no pull requests:
+``publish`` refuses ``private`` and ``create_pr`` rather than ignore them.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -23,8 +28,12 @@ from pathlib import Path
 
 from . import atomic
 from .checks import check_package, read_package_config, scan_package_files
-from .errors import AdapterPackageError, HubError, PackageCorruptError, PackageFileMissingError, RepoNotFoundError
-from .hub import DEFAULT_COMMIT_MESSAGE, AdapterSummary, RepoInfo, copy_package_files
+from .card import CardTarget
+from .errors import (
+    AdapterPackageError, HubError, HubFeatureUnsupportedError, PackageCorruptError, PackageFileMissingError,
+    RepoNotFoundError,
+)
+from .hub import DEFAULT_COMMIT_MESSAGE, AdapterSummary, Published, RepoInfo, copy_package_files, retarget_package_card
 from .layout import DEFAULT_LIMITS, PackageLimits
 from .refs import validate_repo_id, validate_revision
 
@@ -71,48 +80,93 @@ class FolderHub:
 
     # -- publishing ---------------------------------------------------------------------------------------
 
-    def push(self, folder: str | os.PathLike[str], repo: str, commit_message: str = DEFAULT_COMMIT_MESSAGE) -> str:
+    def check_publish_options(self, repo: str, *, private: bool | None = None, revision: str | None = None,
+                              create_pr: bool = False) -> None:
+        """A folder hub has branches but neither visibility nor pull requests: ``private`` and ``create_pr`` are
+        refused (publishing what was asked to be private into a folder others read would be a leak)."""
+        validate_repo_id(repo)
+        if revision is not None:
+            validate_revision(revision)
+        if private:
+            raise HubFeatureUnsupportedError(
+                f"folder hub {self.root} has no private repos: whoever can read the folder reads every package in "
+                f"it; restrict who can read it with the folder's permissions (or use a folder hub of its own), "
+                f"then publish without --private")
+        if create_pr:
+            raise HubFeatureUnsupportedError(
+                f"folder hub {self.root} has no pull requests: publish to a branch (--revision BRANCH), have it "
+                f"reviewed from there (anymal hub info / pull ...@BRANCH), then publish it to main")
+
+    def push(self, folder: str | os.PathLike[str], repo: str, commit_message: str = DEFAULT_COMMIT_MESSAGE, *,
+             revision: str | None = None) -> str:
+        """Publish the package in ``folder`` as the new head of ``revision`` (default ``main``); its revision."""
+        return self.publish(folder, repo, commit_message, revision=revision).revision
+
+    def publish(self, folder: str | os.PathLike[str], repo: str, commit_message: str = DEFAULT_COMMIT_MESSAGE, *,
+                private: bool | None = None, revision: str | None = None, create_pr: bool = False) -> Published:
+        """Check the package, copy it into the hub as an immutable revision, then move the branch ``revision``
+        (default ``main``; created when missing) to it. The copy's model card names this repo
+        (:func:`~adapters_hub.hub.retarget_package_card`)."""
+        self.check_publish_options(repo, private=private, revision=revision, create_pr=create_pr)
+        branch = revision or DEFAULT_BRANCH
         folder = Path(folder)
         checked = check_package(folder, limits=self.limits)  # never publish a package that would be refused
         repo_dir = self._repo_dir(repo)
-        revision = content_hash(folder, list(checked.files))
         for sub in ("revisions", "commits", "refs"):
             (repo_dir / sub).mkdir(parents=True, exist_ok=True)
-        target = repo_dir / "revisions" / revision
-        if not target.is_dir():
-            self._publish_revision(folder, list(checked.files), target)
-        parent = self._read_ref(repo_dir, DEFAULT_BRANCH)
-        commit = repo_dir / "commits" / f"{revision}.json"
+        ref = self._branch_ref(repo, repo_dir, branch)
+        target = CardTarget.folder_hub(repo, None if branch == DEFAULT_BRANCH else branch)
+        published = self._publish_revision(folder, list(checked.files), repo_dir / "revisions", target)
+        # A new branch starts from main, as a branch created on the Hugging Face Hub does.
+        parent = self._read_ref(repo_dir, branch) or self._read_ref(repo_dir, DEFAULT_BRANCH)
+        commit = repo_dir / "commits" / f"{published}.json"
         if not commit.exists():
-            atomic.write_text_atomic(commit, json.dumps({"revision": revision, "message": commit_message,
-                                                         "created_ns": time.time_ns(), "parent": parent}))
-        atomic.write_text_atomic(repo_dir / "refs" / DEFAULT_BRANCH, revision + "\n")  # the publish point
-        return revision
+            atomic.write_text_atomic(commit, json.dumps({"revision": published, "message": commit_message,
+                                                         "created_ns": time.time_ns(), "parent": parent,
+                                                         "branch": branch}))
+        atomic.write_text_atomic(ref, published + "\n")  # the publish point
+        return Published(repo, published, branch)
 
-    def _publish_revision(self, folder: Path, files: list[str], target: Path) -> None:
-        """Copy exactly the checked ``files`` into a hidden sibling of ``target`` (never following a link, so a
-        link into ``.git/`` or one swapped in after the check cannot publish another file's contents), check the
-        copy again, then rename it into place."""
-        tmp = atomic.temp_sibling(target)
+    def _branch_ref(self, repo: str, repo_dir: Path, branch: str) -> Path:
+        """The ref file of ``branch`` (``refs/feature/x`` for ``feature/x``), its folder made. As in git, a
+        branch cannot be named after the folder of another (``feature`` beside ``feature/x``): refused before
+        anything is copied."""
+        ref = repo_dir / "refs" / branch
+        try:
+            ref.parent.mkdir(parents=True, exist_ok=True)
+            if ref.is_dir():
+                raise IsADirectoryError(errno.EISDIR, "a folder of other branches", str(ref))
+        except OSError as e:
+            raise HubError(f"{repo} in folder hub {self.root} cannot have a branch {branch!r} ({_os_reason(e)}): "
+                           f"a branch cannot share its name with the folder of another (as in git); choose "
+                           f"another branch name") from e
+        return ref
+
+    def _publish_revision(self, folder: Path, files: list[str], revisions: Path, target: CardTarget) -> str:
+        """Copy exactly the checked ``files`` into a hidden folder in ``revisions`` (never following a link, so a
+        link into ``.git/`` or one swapped in after the check cannot publish another file's contents), point its
+        model card at ``target``, check the copy again, and rename it to its content hash (atomic). Returns the
+        hash. The hash is taken of the copy, which is what readers get: a package edited while it is published
+        cannot land under another package's name."""
+        tmp = atomic.temp_sibling(revisions / "incoming")
         try:
             tmp.mkdir()
             copy_package_files(folder, files, tmp)
-            # The copy is what readers will get: it must pass the checks and hash to the revision push named
-            # (a package edited while it was being published would otherwise land under the wrong name).
-            check_package(tmp, limits=self.limits)
-            if content_hash(tmp, files) != target.name:
-                raise PackageCorruptError(f"{folder} changed while it was being published (its copy no longer "
-                                          f"matches revision {target.name[:12]}): publish again once nothing is "
-                                          f"writing to the package")
-            atomic.fsync_tree(tmp)
-            try:
-                os.replace(tmp, target)
-            except OSError:
-                if not target.is_dir():  # not "a concurrent push of the same content won": a real failure
-                    raise
-            atomic.fsync_dir(target.parent)
+            retarget_package_card(tmp, target, self.limits)
+            copied = check_package(tmp, limits=self.limits)
+            published = content_hash(tmp, list(copied.files))
+            final = revisions / published
+            if not final.is_dir():
+                atomic.fsync_tree(tmp)
+                try:
+                    os.replace(tmp, final)
+                except OSError:
+                    if not final.is_dir():  # not "a concurrent push of the same content won": a real failure
+                        raise
+                atomic.fsync_dir(revisions)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+        return published
 
     # -- reading ------------------------------------------------------------------------------------------
 

@@ -8,16 +8,19 @@ import os
 import shutil
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
-from .checks import check_member_name
+from .card import CardTarget, render_model_card, retarget_card
+from .checks import check_member_name, read_package_config
 from .config import AdapterConfig, tokens_text
-from .errors import UnsafePackageError
+from .errors import PackageCorruptError, UnsafePackageError
 from .files import hf_snapshot_blobs
+from .layout import DEFAULT_LIMITS, README_NAME, PackageLimits
 
-__all__ = ["Hub", "AdapterSummary", "RepoInfo", "DEFAULT_COMMIT_MESSAGE", "copy_package_file", "copy_package_files"]
+__all__ = ["Hub", "AdapterSummary", "RepoInfo", "Published", "DEFAULT_COMMIT_MESSAGE", "copy_package_file",
+           "copy_package_files", "retarget_package_card"]
 
 DEFAULT_COMMIT_MESSAGE = "Upload anymal adapter"
 
@@ -74,6 +77,11 @@ class AdapterSummary:
                    dict(config.metrics), config.anymal_version, config.schema_version,
                    token_mode=config.token_mode)
 
+    def to_json(self) -> dict[str, Any]:
+        """The summary as JSON (``anymal hub ls --json``): every field under its own name, plus ``tokens``, the
+        token count in words. The keys are stable; new ones may be added."""
+        return {**asdict(self), "tokens": self.tokens_text if self.error is None else None}
+
 
 @dataclass(frozen=True)
 class RepoInfo:
@@ -92,6 +100,28 @@ class RepoInfo:
     # Every revision of the repo, newest first (what ``@revision`` may pin).
     revisions: list[str] = field(default_factory=list)
 
+    def to_json(self) -> dict[str, Any]:
+        """The details as JSON (``anymal hub info --json``): ``repo``, ``revision``, ``adapter`` (the summary's
+        :meth:`AdapterSummary.to_json`), ``files``, ``commit_message`` and ``revisions``. The keys are stable;
+        new ones may be added."""
+        return {"repo": self.repo, "revision": self.revision, "adapter": self.summary.to_json(),
+                "files": list(self.files), "commit_message": self.commit_message, "revisions": list(self.revisions)}
+
+
+@dataclass(frozen=True)
+class Published:
+    """What one publish did (``Hub.publish``)."""
+
+    # ``org/name`` on the hub.
+    repo: str
+    # The revision the package now is (a commit on the Hugging Face Hub, a content hash in a folder hub).
+    revision: str
+    # The branch the package went to (``main`` unless another was asked for); for a pull request, the branch
+    # the pull request asks to merge into.
+    branch: str
+    # Address of the pull request opened for it (``create_pr``), None when it was committed to ``branch``.
+    pr_url: str | None = None
+
 
 @runtime_checkable
 class Hub(Protocol):
@@ -100,6 +130,18 @@ class Hub(Protocol):
 
     def push(self, folder: str | os.PathLike[str], repo: str, commit_message: str = DEFAULT_COMMIT_MESSAGE) -> str:
         """Publish the package in ``folder`` (checked first) as the new ``main`` of ``repo``; return its revision."""
+        ...
+
+    def publish(self, folder: str | os.PathLike[str], repo: str, commit_message: str = DEFAULT_COMMIT_MESSAGE, *,
+                private: bool | None = None, revision: str | None = None, create_pr: bool = False) -> Published:
+        """``push`` with its options: ``private`` (a new repo's visibility), ``revision`` (the branch to publish
+        to, created when missing; default ``main``) and ``create_pr`` (open a pull request instead of
+        committing). A hub refuses an option it cannot honour (``check_publish_options``)."""
+        ...
+
+    def check_publish_options(self, repo: str, *, private: bool | None = None, revision: str | None = None,
+                              create_pr: bool = False) -> None:
+        """Refuse, before anything is checked or sent, a ``publish`` this hub cannot do as asked."""
         ...
 
     def pull(self, repo: str, revision: str | None = None) -> Path:
@@ -187,3 +229,21 @@ def copy_package_files(folder: str | os.PathLike[str], files: Iterable[str], tar
         dst = target.joinpath(*rel.split("/"))
         dst.parent.mkdir(parents=True, exist_ok=True)
         copy_package_file(folder, rel, dst)  # looked up at call time, so tests can simulate a crash mid-copy
+
+
+def retarget_package_card(staged: Path, target: CardTarget, limits: PackageLimits = DEFAULT_LIMITS) -> None:
+    """Rewrite the model card of ``staged`` (the private copy a hub is about to publish, never the author's
+    folder) for ``target``: its usage snippet names the repo it is published to, and its front matter is
+    brought up to date from the config (:func:`~adapters_hub.card.retarget_card`). A package without a card
+    gets a full one."""
+    config = read_package_config(staged, limits)
+    readme = staged / README_NAME
+    try:
+        text = readme.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        text = None
+    except UnicodeDecodeError:
+        raise PackageCorruptError(f"{README_NAME} of adapter {config.name!r} is not UTF-8 text: a model card is "
+                                  f"Markdown; save it as UTF-8 and publish again") from None
+    card = render_model_card(config, target=target) if text is None else retarget_card(text, config, target)
+    readme.write_text(card, encoding="utf-8")

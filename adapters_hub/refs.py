@@ -9,6 +9,9 @@
 
 A bare ``org/name`` that is also a local folder is refused as ambiguous: write ``./org/name`` or
 ``hf://org/name``.
+
+Where ``anymal hub push`` publishes (:func:`parse_destination`) the same forms apply, except that a path always
+names a folder-hub repo ``root/org/name``, existing or not (the first push makes it), and never a package.
 """
 
 from __future__ import annotations
@@ -23,13 +26,14 @@ from urllib.parse import unquote, urlsplit
 from .errors import InvalidRefError
 from .layout import CONFIG_NAME
 
-__all__ = ["AdapterRef", "parse_ref", "validate_repo_id", "validate_revision", "looks_like_path",
-           "refuse_ambiguous_name"]
+__all__ = ["AdapterRef", "parse_ref", "parse_destination", "is_bare_repo_id", "validate_repo_id",
+           "validate_revision", "looks_like_path", "refuse_ambiguous_name"]
 
 # Used with fullmatch: "$" also matches before a final newline, which would let "main\n" through.
 _NAME_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 _REVISION = re.compile(r"[A-Za-z0-9._-][A-Za-z0-9._/-]{0,199}")
 _FORMS = "org/name[@revision], hf://org/name[@revision], file:///abs/root/org/name[@revision], or a package folder"
+_DESTINATIONS = "org/name (Hugging Face Hub), hf://org/name, file:///abs/root/org/name or root/org/name (folder hub)"
 
 
 def looks_like_path(text: str) -> bool:
@@ -137,10 +141,7 @@ def parse_ref(ref: str | bytes | os.PathLike[str]) -> AdapterRef:
     if text.startswith("hf://"):
         return _hub_ref(text[len("hf://"):], ref)
     if text.startswith("file://"):
-        parts = urlsplit(text)
-        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
-            raise InvalidRefError(f"{ref!r}: a file ref needs an absolute path, file:///abs/root/org/name[@revision]")
-        return _path_ref(Path(unquote(parts.path)), ref)
+        return _path_ref(_file_url_path(text, ref, "file:///abs/root/org/name[@revision]"), ref)
     if "://" in text:
         raise InvalidRefError(f"{ref!r}: unknown scheme; use {_FORMS}")
     candidate = Path(os.path.expanduser(text))
@@ -153,3 +154,63 @@ def parse_ref(ref: str | bytes | os.PathLike[str]) -> AdapterRef:
         return _path_ref(candidate, ref)
     refuse_ambiguous_name(_split_revision(text)[0], "adapter ref", f"hf://{text}")
     return _hub_ref(text, ref)
+
+
+def is_bare_repo_id(ref: str | os.PathLike[str] | AdapterRef) -> bool:
+    """Whether ``ref`` is a bare ``org/name[@rev]``: the one form that does not name its hub (``--hub`` /
+    ``$ANYMAL_HUB`` choose it; the Hugging Face Hub by default). ``hf://``, ``file://`` and paths name theirs."""
+    if not isinstance(ref, str):
+        return False
+    text = ref.strip()
+    return "://" not in text and not looks_like_path(text) and "/" in text.split("@", 1)[0]
+
+
+def _destination_path(path: Path, ref: str) -> AdapterRef:
+    """``root/org/name[@rev]`` as a folder-hub repo, whether or not the folders exist yet."""
+    path = Path(os.path.abspath(path))
+    if (path / CONFIG_NAME).is_file():
+        raise InvalidRefError(f"{ref!r} is an adapter package, not a place to publish to: name a folder-hub repo, "
+                              f"root/org/name (or file:///root/org/name, or --hub ROOT org/name)")
+    name, revision = _split_revision(path.name)
+    repo_dir = path.with_name(name)
+    repo = f"{repo_dir.parent.name}/{repo_dir.name}"
+    root = repo_dir.parent.parent
+    try:
+        validate_repo_id(repo)
+        if root == Path(root.anchor):  # /org/name: the filesystem's root as a hub is a missing folder, not a plan
+            raise InvalidRefError(repo)
+    except InvalidRefError:
+        raise InvalidRefError(f"{ref!r} is not a folder-hub repo: a folder-hub destination is root/org/name, the "
+                              f"hub's root folder and then the repo id; or use {_DESTINATIONS}") from None
+    return AdapterRef("folder", repo, revision, root)
+
+
+def parse_destination(ref: str | os.PathLike[str]) -> AdapterRef:
+    """Parse where ``anymal hub push`` publishes: ``org/name`` and ``hf://org/name`` (Hugging Face Hub),
+    ``file:///root/org/name`` and any path (:func:`looks_like_path`) such as ``/srv/hub/org/name`` or
+    ``./hub/org/name`` (a folder hub rooted at ``root``). Unlike :func:`parse_ref`, a path need not exist (the
+    first push makes the hub) and is never read as a package folder: a package is what is published, not where
+    (one is refused). A bare ``org/name`` that is also a local folder is refused as ambiguous."""
+    if isinstance(ref, os.PathLike):
+        return _destination_path(Path(ref), str(ref))
+    if not isinstance(ref, str) or not ref.strip():
+        raise InvalidRefError(f"empty or invalid destination {ref!r}: use {_DESTINATIONS}")
+    text = ref.strip()
+    if text.startswith("hf://"):
+        return _hub_ref(text[len("hf://"):], ref)
+    if text.startswith("file://"):
+        return _destination_path(_file_url_path(text, ref, "file:///abs/root/org/name"), ref)
+    if "://" in text:
+        raise InvalidRefError(f"{ref!r}: unknown scheme; use {_DESTINATIONS}")
+    if looks_like_path(text):
+        return _destination_path(Path(os.path.expanduser(text)), ref)
+    refuse_ambiguous_name(_split_revision(text)[0], "destination", f"hf://{text}")
+    return _hub_ref(text, ref)
+
+
+def _file_url_path(text: str, ref: object, form: str) -> Path:
+    """The local path of a ``file://`` ref; only absolute paths on this machine (``file:///...``)."""
+    parts = urlsplit(text)
+    if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+        raise InvalidRefError(f"{ref!r}: a file ref needs an absolute path, {form}")
+    return Path(unquote(parts.path))

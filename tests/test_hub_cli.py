@@ -14,7 +14,7 @@ from anymal_host import ModalityAdapter, hookimpl, plugins
 from anymal_host.cli import cli, main
 
 from .conftest import toy_config
-from .hub.conftest import fake_hub  # noqa: F401
+from .hub.conftest import fake_hub, resetting_endpoint  # noqa: F401
 
 
 @pytest.fixture
@@ -217,3 +217,154 @@ def test_hub_commands_against_a_server_that_speaks_the_api_partly(package, fake_
     assert "answered 503 Service Unavailable" in err and "retry later" in err and "cannot reach" not in err
     out, err = _run_ok(["hub", "pull", "lab/toy"], capsys)  # pulled before: the cached copy, with a warning
     assert out.strip().endswith(revision) and "answered 503 Service Unavailable" in err
+
+
+# -- push destinations and options ------------------------------------------------------------------------------
+
+
+def test_push_to_a_plain_folder_path_or_to_hub_root_plus_repo_id(package, tmp_path, global_registry, capsys,
+                                                                 monkeypatch):
+    root = tmp_path / "hub"
+    out, _ = _run_ok(["hub", "push", str(package), str(root / "lab" / "by-path")], capsys)
+    assert out.startswith(f"published toy-meanpool (toy) to file://{root}/lab/by-path@")
+    out, _ = _run_ok(["hub", "push", str(package), "lab/by-hub", "--hub", str(root)], capsys)
+    assert out.startswith(f"published toy-meanpool (toy) to file://{root}/lab/by-hub@")
+    monkeypatch.chdir(tmp_path)
+    out, _ = _run_ok(["hub", "push", str(package), "./hub/lab/relative"], capsys)
+    assert f"file://{root}/lab/relative@" in out
+    assert [repo for repo, _ in FolderHub(root).list()] == ["lab/by-hub", "lab/by-path", "lab/relative"]
+    # The same --hub reads a bare repo id back.
+    out, _ = _run_ok(["hub", "info", "lab/by-hub", "--hub", str(root)], capsys)
+    assert out.startswith("lab/by-hub@") and f"folder hub {root}" in out
+    out, _ = _run_ok(["hub", "pull", "lab/by-hub", "--hub", str(root)], capsys)
+    assert out.strip().startswith(str(root / "lab" / "by-hub" / "revisions"))
+
+
+def test_a_package_folder_is_not_a_destination(package, tmp_path, global_registry, capsys):
+    err = _run_failing(["hub", "push", str(package), str(package)], capsys)
+    assert "is an adapter package, not a place to publish to" in err
+
+
+def test_push_to_a_branch_of_a_folder_hub(package, tmp_path, global_registry, capsys):
+    root = tmp_path / "hub"
+    main_out, _ = _run_ok(["hub", "push", str(package), f"{root}/lab/toy"], capsys)
+    out, _ = _run_ok(["hub", "push", str(package), f"{root}/lab/toy", "--revision", "dev", "-m", "on dev"], capsys)
+    assert out.rstrip().endswith("(branch dev)")
+    dev = out.split("@", 1)[1].split()[0]
+    assert FolderHub(root).pull("lab/toy", "dev").name == dev
+    assert FolderHub(root).pull("lab/toy").name == main_out.strip().rsplit("@", 1)[1]
+    info, _ = _run_ok(["hub", "info", f"file://{root}/lab/toy@dev"], capsys)
+    assert "commit     on dev" in info
+
+
+@pytest.mark.parametrize("option, message", [("--private", "has no private repos"),
+                                             ("--create-pr", "has no pull requests")])
+def test_folder_hubs_refuse_private_and_pull_requests_before_checking(package, tmp_path, global_registry, capsys,
+                                                                      monkeypatch, option, message):
+    import anymal_host.loading as loading
+
+    monkeypatch.setattr(loading, "verify_package", lambda *a, **k: pytest.fail("checked before refusing"))
+    err = _run_failing(["hub", "push", str(package), f"{tmp_path}/hub/lab/toy", option], capsys)
+    assert message in err and not (tmp_path / "hub").exists()
+
+
+def test_push_options_on_hugging_face(package, fake_hub, global_registry, capsys, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", fake_hub.url)
+    monkeypatch.setenv("HF_TOKEN", "")
+    monkeypatch.delenv("ANYMAL_HUB", raising=False)
+    out, _ = _run_ok(["hub", "push", str(package), "lab/toy", "--private"], capsys)
+    assert out.startswith("published toy-meanpool (toy) to lab/toy@") and fake_hub.repos["lab/toy"].private
+    out, _ = _run_ok(["hub", "push", str(package), "lab/toy", "--revision", "dev"], capsys)
+    assert out.rstrip().endswith("(branch dev)") and "dev" in fake_hub.repos["lab/toy"].refs
+    (package / "notes.md").write_text("what changed")
+    out, _ = _run_ok(["hub", "push", str(package), "lab/toy", "--create-pr"], capsys)
+    assert out.strip() == (f"opened a pull request for toy-meanpool (toy) on lab/toy: "
+                           f"{fake_hub.url}/lab/toy/discussions/1")
+    err = _run_failing(["hub", "push", str(package), "lab/toy", "--create-pr", "--revision", "dev"], capsys)
+    assert "pull requests against main only" in err
+    result = CliRunner().invoke(cli, ["hub", "push", str(package), "lab/toy@dev"])
+    assert result.exit_code == 2 and "--revision dev" in result.output
+
+
+# -- --json -------------------------------------------------------------------------------------------------------
+
+SUMMARY_KEYS = {"repo", "revision", "name", "modality", "llm_name", "llm_hidden_size", "llm_fingerprint", "num_tokens",
+                "projector", "has_lora", "metrics", "anymal_version", "schema_version", "error", "token_mode", "tokens"}
+
+
+def test_json_output_of_ls_info_and_pull(package, tmp_path, capsys):
+    hub = FolderHub(tmp_path / "hub")
+    revision = hub.push(package, "lab/toy", "first toy")
+    bad = hub.push(package, "lab/bad")
+    (hub.root / "lab" / "bad" / "revisions" / bad / "anymal_adapter.json").write_text("{not json")
+
+    out, _ = _run_ok(["hub", "ls", "--hub", str(hub.root), "--json"], capsys)
+    listing = json.loads(out)
+    assert [row["repo"] for row in listing] == ["lab/bad", "lab/toy"]
+    assert all(set(row) == SUMMARY_KEYS for row in listing)
+    toy = listing[1]
+    assert toy["revision"] == revision and toy["modality"] == "toy" and toy["error"] is None
+    assert toy["metrics"] == {"activity_accuracy": 0.875} and toy["tokens"] == "4 tokens"
+    assert "not valid JSON" in listing[0]["error"]
+    out, _ = _run_ok(["hub", "ls", "--hub", str(hub.root), "--json", "--modality", "imu"], capsys)
+    assert json.loads(out) == [row for row in listing if row["error"]]  # a broken repo's modality is unknown
+
+    out, _ = _run_ok(["hub", "info", f"file://{hub.root}/lab/toy", "--json"], capsys)
+    info = json.loads(out)
+    assert set(info) == {"hub", "repo", "revision", "adapter", "files", "commit_message", "revisions"}
+    assert info["revision"] == revision and info["commit_message"] == "first toy"
+    assert info["adapter"] == toy and info["hub"] == f"folder hub {hub.root}"
+    assert info["files"] == ["README.md", "adapter.safetensors", "anymal_adapter.json"]
+
+    out, _ = _run_ok(["hub", "pull", f"file://{hub.root}/lab/toy", "--json"], capsys)
+    assert json.loads(out) == {"ref": f"file://{hub.root}/lab/toy", "hub": f"folder hub {hub.root}", "repo": "lab/toy",
+                               "revision": revision, "path": str(hub.root / "lab" / "toy" / "revisions" / revision)}
+    out, _ = _run_ok(["hub", "pull", str(package), "--json"], capsys)
+    assert json.loads(out) == {"ref": str(package), "hub": None, "repo": None, "revision": None, "path": str(package)}
+
+
+def test_json_errors_go_to_stderr(tmp_path, capsys):
+    for argv in (["hub", "info", f"file://{tmp_path}/hub/lab/missing", "--json"],
+                 ["hub", "ls", "--hub", str(tmp_path / "no-such-hub"), "--json"],
+                 ["hub", "pull", f"file://{tmp_path}/hub/lab/missing", "--json"]):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        out, err = capsys.readouterr()
+        assert exit_info.value.code == 1 and out == "", argv
+        assert err.startswith("error: ") and err.count("\n") == 1, argv
+
+
+def test_json_listing_of_a_hugging_face_hub(package, fake_hub, capsys, monkeypatch):
+    from adapters_hub import HFHub
+
+    revision = HFHub(endpoint=fake_hub.url, token=False).push(package, "lab/toy")
+    monkeypatch.setenv("HF_TOKEN", "")
+    out, _ = _run_ok(["hub", "ls", "--hub", fake_hub.url, "--json"], capsys)
+    assert [(row["repo"], row["revision"], row["name"]) for row in json.loads(out)] == [
+        ("lab/toy", revision, "toy-meanpool")]
+    out, _ = _run_ok(["hub", "ls", "--hub", fake_hub.url, "--json", "--modality", "imu"], capsys)
+    assert json.loads(out) == []
+
+
+# -- an unreachable hub -------------------------------------------------------------------------------------------
+
+
+def test_ls_against_a_hub_that_refuses_connections_fails_at_once_with_the_fixes(capsys, monkeypatch):
+    from .hub.conftest import closed_port_url
+
+    monkeypatch.setenv("HF_TOKEN", "")
+    url = closed_port_url()
+    err = _run_failing(["hub", "ls", "--hub", url], capsys)
+    assert f"cannot reach the hub at {url}" in err
+    assert "HF_HUB_OFFLINE=1" in err and "--hub" in err and "network" in err
+
+
+def test_ls_info_and_pull_try_an_unanswering_hub_once(resetting_endpoint, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", resetting_endpoint.url)
+    monkeypatch.setenv("HF_TOKEN", "")
+    monkeypatch.setenv("ANYMAL_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("ANYMAL_HUB", raising=False)
+    for n, argv in enumerate((["hub", "ls"], ["hub", "info", "lab/toy"], ["hub", "pull", "lab/toy"]), start=1):
+        assert "cannot reach the hub" in _run_failing(argv, capsys)
+        assert resetting_endpoint.connections == n, argv

@@ -1,5 +1,6 @@
 """Fixtures for the adapter-package and hub tests: a tiny config, its tensors, a saved package, the host facts
-the checks take, and a fake Hugging Face Hub on 127.0.0.1."""
+the checks take, a fake Hugging Face Hub on 127.0.0.1, and hubs that give no answer (a closed port, a port
+that resets every connection and counts them)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 
 from adapters_hub import AdapterConfig, EncoderRef, LLMRef, ProjectorSpec, save_adapter_package, tensor_specs
 
-from .fake_hf_server import FakeHub
+from .fake_hf_server import FakeHub, ResettingEndpoint
 
 LLM_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
 HIDDEN = 16
@@ -81,3 +82,20 @@ def fake_hub():
     hub = FakeHub().start()
     yield hub
     hub.stop()
+
+
+@pytest.fixture
+def resetting_endpoint():
+    """A "hub" that resets every connection, counting them (see ResettingEndpoint)."""
+    endpoint = ResettingEndpoint().start()
+    yield endpoint
+    endpoint.stop()
+
+
+def closed_port_url() -> str:
+    """``http://127.0.0.1:<port>`` where nothing listens: connections are refused."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"

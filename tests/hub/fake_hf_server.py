@@ -1,9 +1,10 @@
 """A small in-memory stand-in for the Hugging Face Hub HTTP API, enough for the real ``huggingface_hub`` client
 (unpatched) to create repos, commit folders, download snapshots and list models by tag.
 
-It answers: POST /api/repos/create, POST /api/validate-yaml, POST /api/models/{repo}/preupload/{rev} (every
-file "regular", so contents travel base64 in the commit: no LFS/Xet server needed), POST
-/api/models/{repo}/commit/{rev} (NDJSON), GET /api/models/{repo}[/revision/{rev}], GET
+It answers: POST /api/repos/create (public or private), POST /api/validate-yaml, POST
+/api/models/{repo}/preupload/{rev} (every file "regular", so contents travel base64 in the commit: no LFS/Xet
+server needed), POST /api/models/{repo}/commit/{branch}[?create_pr=1] (NDJSON; a pull request is a
+``refs/pr/N`` ref), POST /api/models/{repo}/branch/{branch}, GET /api/models/{repo}[/revision/{rev}], GET
 /api/models/{repo}/tree/{rev}[/{path}], GET /api/models/{repo}/commits/{rev}, GET /api/models?filter=...,
 HEAD/GET /{repo}/resolve/{rev}/{path} (with X-Repo-Commit and ETag). Errors carry X-Error-Code like the Hub,
 so the client raises RepositoryNotFoundError / RevisionNotFoundError / EntryNotFoundError.
@@ -12,7 +13,8 @@ Switches imitate servers that speak the API only partly or differently (such as 
 serving repos from git): ``answers`` gives a fixed answer to every GET/HEAD whose path matches a pattern (no
 listing endpoint, a 5xx, a body that is not JSON, "repo not found" for an unknown revision), ``post_answers``
 the same for POST (a read-only server), and
-``commit_authors_by_name`` / ``sizes_in_repo_info`` change the shape of two answers the way olah does.
+``commit_authors_by_name`` / ``sizes_in_repo_info`` change the shape of two answers the way olah does, and
+``page_size`` splits the model listing into pages linked by ``Link: <...>; rel="next"`` as the Hub does.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import base64
 import hashlib
 import json
 import re
+import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -50,6 +54,7 @@ class Commit:
 class Repo:
     commits: dict[str, Commit] = field(default_factory=dict)
     refs: dict[str, str] = field(default_factory=dict)
+    private: bool = False
 
     def resolve(self, rev: str) -> Commit | None:
         oid = self.refs.get(rev, rev)
@@ -70,6 +75,8 @@ class FakeHub:
         self.commit_authors_by_name = False
         # Whether repo info lists each file's size (?blobs=true); olah leaves sizes out.
         self.sizes_in_repo_info = True
+        # Models per page of the listing (None: one page), the next page named by a Link header as on the Hub.
+        self.page_size: int | None = None
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -84,11 +91,13 @@ class FakeHub:
         self.server.shutdown()
         self.server.server_close()
 
-    def commit(self, repo_id: str, title: str, changes: dict[str, bytes | None], message: str = "") -> str:
-        """Apply ``{path: bytes or None (delete)}`` as a new commit on main (also used by tests to plant files)."""
+    def commit(self, repo_id: str, title: str, changes: dict[str, bytes | None], message: str = "",
+               branch: str = "main") -> str:
+        """Apply ``{path: bytes or None (delete)}`` as a new commit on ``branch`` (also used by tests to plant
+        files)."""
         with self.lock:
             repo = self.repos[repo_id]
-            parent = repo.refs.get("main")
+            parent = repo.refs.get(branch)
             files = dict(repo.commits[parent].files) if parent else {}
             for path, data in changes.items():
                 if data is None:
@@ -98,14 +107,14 @@ class FakeHub:
             oid = hashlib.sha1(f"{repo_id}{parent}{title}{time.time_ns()}".encode()).hexdigest()
             date = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
             repo.commits[oid] = Commit(oid, title, message, parent, files, date)
-            repo.refs["main"] = oid
+            repo.refs[branch] = oid
             return oid
 
-    def create(self, repo_id: str) -> bool:
+    def create(self, repo_id: str, private: bool = False) -> bool:
         with self.lock:
             if repo_id in self.repos:
                 return False
-            self.repos[repo_id] = Repo()
+            self.repos[repo_id] = Repo(private=private)
         self.commit(repo_id, "initial commit", {".gitattributes": GITATTRIBUTES})
         return True
 
@@ -173,9 +182,11 @@ def _make_handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 if blobs and hub.sizes_in_repo_info:
                     entry.update(size=len(data), blobId=git_blob_sha(data))
                 siblings.append(entry)
-            return {"id": repo_id, "modelId": repo_id, "sha": commit.oid, "private": False, "tags": tags,
+            return {"id": repo_id, "modelId": repo_id, "sha": commit.oid, "private": hub.repos[repo_id].private,
+                    "tags": tags,
                     "library_name": card.get("library_name"), "cardData": card, "siblings": siblings,
-                    "lastModified": commit.date, "author": repo_id.split("/")[0]}
+                    "lastModified": commit.date, "author": repo_id.split("/")[0],
+                    "downloads": 0, "likes": 0}  # the Hub always sends both; huggingface_hub < 0.24 needs them
 
         # -- dispatch ---------------------------------------------------------------------------------
         def do_HEAD(self):
@@ -216,7 +227,9 @@ def _make_handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             if parts.path == "/api/repos/create":
                 payload = json.loads(body)
                 repo_id = f"{payload['organization']}/{payload['name']}" if payload.get("organization") else payload["name"]
-                if hub.create(repo_id):
+                # huggingface_hub 2.x sends "visibility", earlier versions "private".
+                private = payload.get("visibility") == "private" or bool(payload.get("private"))
+                if hub.create(repo_id, private=private):
                     return self._json(200, {"url": f"{hub.url}/{repo_id}", "name": repo_id})
                 # Like the Hub, the conflict answer carries the url: the client reads it with exist_ok=True.
                 return self._json(409, {"error": "You already created this model repo", "url": f"{hub.url}/{repo_id}"})
@@ -231,16 +244,40 @@ def _make_handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                                                   for f in files]})
             m = re.fullmatch(r"/api/models/([^/]+/[^/]+)/commit/([^/]+)", parts.path)
             if m:
-                return self._commit_ndjson(unquote(m.group(1)), unquote(m.group(2)), body)
+                create_pr = parse_qs(parts.query).get("create_pr") == ["1"]
+                return self._commit_ndjson(unquote(m.group(1)), unquote(m.group(2)), body, create_pr)
+            m = re.fullmatch(r"/api/models/([^/]+/[^/]+)/branch/([^/]+)", parts.path)
+            if m:
+                return self._create_branch(unquote(m.group(1)), unquote(m.group(2)), body)
             self._error(404, None, f"fake hub: no route for POST {parts.path}")
 
         # -- endpoints --------------------------------------------------------------------------------
-        def _commit_ndjson(self, repo_id: str, rev: str, body: bytes):
+        def _create_branch(self, repo_id: str, branch: str, body: bytes):
             repo = self._repo(repo_id)
             if repo is None:
                 return
-            if rev != "main":
-                return self._error(400, None, "fake hub: only commits to main are supported")
+            if branch in repo.refs:
+                return self._error(409, None, f"Reference already exists: {branch}")
+            start = (json.loads(body or b"{}") or {}).get("startingPoint") or "main"
+            commit = self._commit(repo, start)
+            if commit:
+                with hub.lock:
+                    repo.refs[branch] = commit.oid
+                self._json(200, {})
+
+        def _commit_ndjson(self, repo_id: str, rev: str, body: bytes, create_pr: bool = False):
+            repo = self._repo(repo_id)
+            if repo is None:
+                return
+            if rev not in repo.refs:
+                return self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
+            pr_url = None
+            if create_pr:  # like the Hub: a pull request is a new ref refs/pr/N, starting at the target branch
+                with hub.lock:
+                    number = 1 + sum(1 for ref in repo.refs if ref.startswith("refs/pr/"))
+                    rev = f"refs/pr/{number}"
+                    repo.refs[rev] = repo.refs["main"]
+                pr_url = f"{hub.url}/{repo_id}/discussions/{number}"
             header, changes = {}, {}
             for line in body.splitlines():
                 if not line.strip():
@@ -255,9 +292,9 @@ def _make_handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                     changes[value["path"]] = None
                 else:
                     return self._error(400, None, f"fake hub: unsupported commit operation {key}")
-            oid = hub.commit(repo_id, header.get("summary", ""), changes, header.get("description", ""))
+            oid = hub.commit(repo_id, header.get("summary", ""), changes, header.get("description", ""), branch=rev)
             self._json(200, {"success": True, "commitOid": oid, "commitUrl": f"{hub.url}/{repo_id}/commit/{oid}",
-                             "commitMessage": header.get("summary", ""), "pullRequestUrl": None})
+                             "commitMessage": header.get("summary", ""), "pullRequestUrl": pr_url})
 
         def _tree(self, repo_id: str, rev: str, prefix: str):
             repo = self._repo(repo_id)
@@ -315,6 +352,48 @@ def _make_handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 have = set(card.get("tags") or []) | {card.get("library_name")}
                 if all(w in have for w in wanted):
                     out.append({"id": repo_id, "modelId": repo_id, "sha": commit.oid, "tags": sorted(have - {None})})
-            self._json(200, out)
+            if hub.page_size is None:
+                return self._json(200, out)
+            start = int(query.get("cursor", ["0"])[0])
+            end = start + hub.page_size
+            filters = "&".join(f"filter={w}" for w in wanted)
+            link = {"Link": f'<{hub.url}/api/models?{filters}&cursor={end}>; rel="next"'} if end < len(out) else {}
+            self._json(200, out[start:end], link)
 
     return Handler
+
+
+class ResettingEndpoint:
+    """A port that accepts every connection and resets it at once, counting the connections: a hub that gives
+    no answer at all, where a test can see how often the client tried (a closed port counts nothing)."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(16)
+        self._sock.settimeout(0.05)
+        self._stopped = threading.Event()
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except (TimeoutError, socket.timeout):
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = reset
+            conn.close()
+
+    def start(self) -> "ResettingEndpoint":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=5)
+        self._sock.close()

@@ -75,6 +75,15 @@ def test_list_by_tag_and_modality(hf, fake_hub, tmp_path, package):
     assert hf.list("audio") == []
 
 
+def test_the_listing_follows_the_hubs_pages(hf, fake_hub, tmp_path, package):
+    for name in ("a", "b", "c"):
+        hf.push(package, f"lab/{name}")
+    fake_hub.page_size = 2
+    fake_hub.requests.clear()
+    assert [repo for repo, _ in hf.list()] == ["lab/a", "lab/b", "lab/c"]
+    assert [path for method, path in fake_hub.requests if path == "/api/models"] == ["/api/models"] * 2
+
+
 def test_resolve_hf_refs(hf, fake_hub, tmp_path, package):
     revision = hf.push(package, "lab/imu")
     kwargs = {"cache_dir": tmp_path / "hf-cache", "hf_endpoint": fake_hub.url, "token": False}

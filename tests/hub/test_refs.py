@@ -1,10 +1,12 @@
-"""Parsing refs: Hugging Face ids, hf://, file:// folder hubs, plain package paths."""
+"""Parsing refs: Hugging Face ids, hf://, file:// folder hubs, plain package paths; and where `anymal hub push`
+publishes (a path there is a folder-hub repo, existing or not)."""
 
 from __future__ import annotations
 
 import pytest
 
-from adapters_hub import AdapterRef, InvalidRefError, parse_ref
+from adapters_hub import AdapterRef, InvalidRefError, parse_destination, parse_ref
+from adapters_hub.refs import is_bare_repo_id
 
 
 @pytest.mark.parametrize("ref, repo, revision", [
@@ -75,3 +77,52 @@ def test_bad_refs_are_refused(ref, message):
 ])
 def test_a_revision_with_slashes_is_still_a_hub_ref(ref, repo, revision):
     assert parse_ref(ref) == AdapterRef("hf", repo, revision)
+
+
+@pytest.mark.parametrize("ref", ["org/name", "hf://org/name", "org/name@dev"])
+def test_a_destination_on_hugging_face(ref):
+    parsed = parse_destination(ref)
+    assert parsed.kind == "hf" and parsed.repo == "org/name"
+
+
+def test_a_destination_path_names_a_folder_hub_repo_that_need_not_exist(tmp_path, monkeypatch):
+    expected = AdapterRef("folder", "org/name", None, tmp_path / "hub")
+    assert parse_destination(str(tmp_path / "hub" / "org" / "name")) == expected
+    assert parse_destination(f"file://{tmp_path}/hub/org/name") == expected
+    assert parse_destination(tmp_path / "hub" / "org" / "name") == expected
+    monkeypatch.chdir(tmp_path)
+    assert parse_destination("./hub/org/name") == expected
+    assert parse_destination("hub/org/name") == expected  # deeper than org/name: a path
+    assert parse_destination("./hub/org/name@dev") == AdapterRef("folder", "org/name", "dev", tmp_path / "hub")
+    (tmp_path / "hub" / "org" / "name").mkdir(parents=True)  # an existing, empty folder is still a repo
+    assert parse_destination("./hub/org/name") == expected
+
+
+@pytest.mark.parametrize("ref, message", [
+    ("/srv/just-a-name", "is not a folder-hub repo"),
+    ("/srv/hub/org/na me", "is not a folder-hub repo"),
+    ("s3://bucket/org/name", "unknown scheme"),
+    ("", "empty or invalid destination"),
+])
+def test_bad_destinations_are_refused(ref, message):
+    with pytest.raises(InvalidRefError, match=message):
+        parse_destination(ref)
+
+
+def test_a_package_is_not_a_destination(package):
+    with pytest.raises(InvalidRefError, match="is an adapter package, not a place to publish to"):
+        parse_destination(str(package))
+
+
+def test_a_bare_destination_that_is_also_a_folder_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "org" / "name").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InvalidRefError, match="names both"):
+        parse_destination("org/name")
+
+
+@pytest.mark.parametrize("ref, bare", [("org/name", True), ("org/name@v1", True), ("hf://org/name", False),
+                                       ("file:///r/org/name", False), ("./org/name", False), ("/r/org/name", False),
+                                       ("name", False)])
+def test_bare_repo_ids_are_the_refs_that_do_not_name_their_hub(ref, bare):
+    assert is_bare_repo_id(ref) is bare
