@@ -54,7 +54,7 @@ def test_writes_the_plugin_distribution(tmp_path):
             if path.suffix == ".py":
                 ast.parse(path.read_text(), filename=str(path))
     project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
-    assert project["name"] == f"anymal-plugin-{NAME}" and "anymal" in project["dependencies"]
+    assert project["name"] == f"anymal-plugin-{NAME}" and "anymal>=0.1,<0.2" in project["dependencies"]
     assert project["description"] == 'Heart rate in "bpm", one reading a second'
     assert project["entry-points"]["anymal"] == {NAME: f"{PACKAGE}.plugin"}
     assert any(req.startswith("pytest") for req in project["optional-dependencies"]["test"])
