@@ -42,7 +42,7 @@ def test_a_few_steps_write_an_adapter_package_that_records_its_encoder(trained: 
     assert math.isfinite(trained.best_val_loss)
     config = json.loads((trained.best_dir / "anymal_adapter.json").read_text())
     assert config["modality"] == "video" and config["num_tokens"] == NUM_TOKENS
-    assert config["projector"]["type"] == "perceiver" and config["projector"]["in_dim"] == 1280 + 32 + 32 + 5
+    assert config["projector"]["type"] == "perceiver" and config["projector"]["in_dim"] == 1280 + 32 + 32 + 9
     assert config["encoder"]["name"] == "frames" and config["encoder"]["trainable"] is False
     assert config["encoder"]["config"]["model"] == "efficientnet_lite0"
     # the frame count it was trained with is what it is served with

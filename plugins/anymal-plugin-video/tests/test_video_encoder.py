@@ -11,11 +11,13 @@ from anymal_host.testing import check_encoder
 from anymal_plugin_video import VideoModality, example_path
 from anymal_plugin_video.data import build_directions
 from anymal_plugin_video.encoder import (DEFAULT_SPACE_CHANNELS, DEFAULT_TIME_CHANNELS, MOTION_CHANNELS,
-                                        build_encoder, frame_code, grid_code, motion_code)
+                                        MOTION_FIELDS, MOTION_SCALE, build_encoder, frame_code, grid_code,
+                                        motion_code)
 
 CODES = DEFAULT_TIME_CHANNELS + DEFAULT_SPACE_CHANNELS + MOTION_CHANNELS
 PLACE = slice(1280 + DEFAULT_TIME_CHANNELS, 1280 + DEFAULT_TIME_CHANNELS + DEFAULT_SPACE_CHANNELS)
 MOTION = slice(1280 + DEFAULT_TIME_CHANNELS + DEFAULT_SPACE_CHANNELS, None)
+VX, VY, RIGHT, LEFT, DOWN, UP = (MOTION_FIELDS.index(f) for f in ("vx", "vy", "right", "left", "down", "up"))
 
 MODALITY = VideoModality()
 
@@ -82,8 +84,10 @@ def test_the_motion_code_tracks_what_changes() -> None:
     assert float(change.max()) == pytest.approx(1.0) and float(change[:, :3 * side].max()) == 0.0
     x, y = code[:, 0, 1], code[:, 0, 2]
     assert torch.all(x[1:] > x[:-1]) and torch.allclose(y, torch.zeros(frames), atol=1e-6)  # row 3 is the middle
-    velocity = code[0, 0, 3:5]
+    velocity = code[0, 0, VX:VY + 1] / MOTION_SCALE
     assert float(velocity[0]) > 0.3 and abs(float(velocity[1])) < 1e-6
+    # the signed parts: all of the velocity is rightward
+    assert torch.allclose(code[0, 0, RIGHT], code[0, 0, VX]) and float(code[0, 0, [LEFT, DOWN, UP]].abs().max()) < 1e-6
     assert torch.equal(motion_code(torch.ones(frames, 49, 16), side), torch.zeros(frames, 49, MOTION_CHANNELS))
     assert torch.equal(motion_code(features[:1], side), torch.zeros(1, 49, MOTION_CHANNELS))  # one frame: no motion
 
@@ -96,7 +100,8 @@ def test_the_motion_code_of_real_clips_names_their_direction(encoder: torch.nn.M
     for item in clips:
         with torch.no_grad():
             features, _ = encoder(item["signal"].unsqueeze(0))
-        vx, vy = features[0, 0, -2:].tolist()
+        motion = features[0, 0, MOTION]
+        vx, vy = float(motion[VX]), float(motion[VY])
         named = ("right" if vx > 0 else "left") if abs(vx) > abs(vy) else ("down" if vy > 0 else "up")
         right += named == item["label"]
     assert right >= 0.8 * len(clips)
