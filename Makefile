@@ -126,7 +126,7 @@ eval-audio: install
 # The bundled video adapter: a Perceiver resampler over every frame's EfficientNet-Lite0 features (frozen, the
 # image plugin's encoder) tagged with the frame's index, the cell's place and the clip's motion, trained on every
 # video question at once (video:motion); evaluated per question and on the held-out shape-direction
-# combinations. Trained as written: about 30 minutes on a 2-core CPU (every clip encoded once first).
+# combinations. Trained as written: about 35 minutes on a 2-core CPU (every clip encoded once first).
 VIDEO_RUN := runs/video-motion
 VIDEO_BUNDLED := plugins/anymal-plugin-video/src/anymal_plugin_video/adapters/video-perceiver
 train-video: install
