@@ -9,13 +9,14 @@ follows then see the same bytes (see :func:`read_regular_file`).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from pathlib import Path
 
 from .errors import PackageCorruptError, PackageFileMissingError, PackageTooLargeError, UnsafePackageError
 
-__all__ = ["DuplicateKeyError", "unique_keys", "describe_mode", "require_regular", "hf_snapshot_blobs", "link_roots",
+__all__ = ["file_sha256", "DuplicateKeyError", "unique_keys", "describe_mode", "require_regular", "hf_snapshot_blobs", "link_roots",
            "member_path", "open_regular", "read_regular_file"]
 
 _KINDS = (
@@ -151,3 +152,12 @@ def unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
             raise DuplicateKeyError(key)
         out[key] = value
     return out
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of a file's bytes (hex), read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -29,6 +29,7 @@ from pathlib import Path
 from . import atomic
 from .checks import check_package, read_package_config, scan_package_files
 from .card import CardTarget
+from .files import file_sha256
 from .errors import (
     AdapterPackageError, HubError, HubFeatureUnsupportedError, PackageCorruptError, PackageFileMissingError,
     RepoNotFoundError,
@@ -43,20 +44,12 @@ _HEX = re.compile(r"^[0-9a-f]{7,64}$")
 DEFAULT_BRANCH = "main"
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def content_hash(folder: Path, files: list[str]) -> str:
     """A 40-hex revision id from the files' paths and contents: the same package always gets the same id, so
     re-publishing it is a no-op and a revision's folder can be verified against its name."""
     h = hashlib.sha256()
     for rel in sorted(files):
-        h.update(f"{rel}\0{_file_digest(folder / rel)}\n".encode())
+        h.update(f"{rel}\0{file_sha256(folder / rel)}\n".encode())
     return h.hexdigest()[:40]
 
 

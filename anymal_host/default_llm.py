@@ -12,7 +12,6 @@ wrong RoPE base from its ``config.json``. A cache that this installation cannot 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import shutil
@@ -24,6 +23,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from adapters_hub.atomic import fsync_tree, replace_dir, temp_sibling, write_text_atomic
+from adapters_hub.files import file_sha256
 
 from .errors import LLMLoadError
 from .paths import anymal_home, honour_umask
@@ -118,7 +118,7 @@ def _same_source(record: dict[str, Any], gguf: Path, marker: Path) -> bool:
         return False
     if source.get("mtime_ns") == stat.st_mtime_ns:
         return True
-    if source.get("sha256") != _sha256(gguf):
+    if source.get("sha256") != file_sha256(gguf):
         return False
     source.update(path=str(gguf), mtime_ns=stat.st_mtime_ns)
     try:
@@ -142,21 +142,13 @@ def _version(distribution: str) -> str:
         return "missing"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _record(gguf: Path) -> dict[str, Any]:
     """The marker's content: the cache format, what the weights are stored as, the source GGUF, and the
     versions that wrote the files."""
     stat = gguf.stat()
     return {
         "format": CACHE_FORMAT, "name": DEFAULT_LLM_NAME, "dtype": STORED_DTYPE,
-        "source": {"path": str(gguf), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": _sha256(gguf)},
+        "source": {"path": str(gguf), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": file_sha256(gguf)},
         "versions": {name: _version(name) for name in _RECORDED},
     }
 

@@ -13,7 +13,6 @@ again and refuses a file that has gone or changed since, rather than answer abou
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
 import sqlite3
@@ -21,6 +20,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
+
+from adapters_hub.files import file_sha256
 
 from .errors import AnymalError
 from .paths import anymal_home
@@ -97,7 +98,7 @@ class LoggedAttachment:
     @classmethod
     def of(cls, path: str | os.PathLike[str], modality: str | None = None) -> "LoggedAttachment":
         resolved = Path(path).expanduser().resolve()
-        return cls(str(resolved), _sha256(resolved), modality)
+        return cls(str(resolved), file_sha256(resolved), modality)
 
     def check(self, conversation_id: str) -> None:
         """Refuse to reuse a file that has gone or changed since it was logged."""
@@ -105,7 +106,7 @@ class LoggedAttachment:
         if not path.is_file():
             raise LogError(f"conversation {conversation_id} used the attachment {self.path}, which no longer exists: "
                            "put it back, or start a new conversation (leave out -c / --cid)")
-        if _sha256(path) != self.sha256:
+        if file_sha256(path) != self.sha256:
             raise LogError(f"conversation {conversation_id} used the attachment {self.path}, which has changed since: "
                            "restore it, or start a new conversation (leave out -c / --cid)")
 
@@ -244,14 +245,6 @@ class LogStore:
             values[6] = json.loads(values[6])
             values[7] = json.loads(values[7])
             yield LoggedResponse(*values)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _shorten(text: str, limit: int = 60) -> str:

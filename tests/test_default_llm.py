@@ -207,7 +207,7 @@ def test_the_same_gguf_reinstalled_is_recognised_by_its_hash(gguf_file, monkeypa
     os.utime(gguf_file, ns=(later, later))  # `pip install --force-reinstall` rewrites the same bytes
     assert stale_reason(folder, gguf_file) is None
     assert _marker(folder)["source"]["mtime_ns"] == later  # recorded: the next start does not hash it again
-    monkeypatch.setattr(default_llm, "_sha256", lambda path: pytest.fail("hashed the GGUF again"))
+    monkeypatch.setattr(default_llm, "file_sha256", lambda path: pytest.fail("hashed the GGUF again"))
     assert stale_reason(folder, gguf_file) is None
 
 
