@@ -160,7 +160,7 @@ def adapters_command(adapters: tuple[str, ...], llm: str | None, check: bool, as
         state = "active" if row["active"] else ("loaded" if row["loaded"] else "loads on first use")
         match = {None: "not checked (--check)", True: click.style("matches host LLM", fg="green"),
                  False: click.style("trained for another LLM", fg="red")}[row["fingerprint_match"]]
-        lora = ", LoRA (not hot-loadable)" if row["has_lora"] else ""
+        lora = ", with a LoRA for the LLM" if row["has_lora"] else ""
         click.echo(f"{row['name']}  [{row['kind']}, {state}]")
         click.echo(f"    modality {row['modality']}, {row['projector']} projector, {row['tokens']}{lora}")
         click.echo(f"    llm {row['llm']}: {match}")

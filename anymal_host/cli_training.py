@@ -51,6 +51,9 @@ def _train_options(function):
                           "at inference, recorded in the adapter."),
         click.option("--init-encoder", default=None, type=click.Path(exists=True),
                      help="Start the encoder from encoder.safetensors (pretrain-encoder) or an adapter package folder."),
+        click.option("--init-from", default=None, type=click.Path(exists=True, file_okay=False),
+                     help="Start from this adapter package's weights with a fresh schedule (a stage-1 best/ for "
+                          "stage 2, or a trained adapter to train further on other data)."),
         click.option("--freeze-encoder", is_flag=True, help="Train the projector only."),
         click.option("--no-cache-features", is_flag=True,
                      help="With a frozen encoder, run it at every step instead of encoding every example once "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ class AdapterSlot:
     kind: str = "memory"
     # The package folder it was read from (a hub's revision folder or cache snapshot), when it came from one.
     folder: str | None = None
+    # The peft adapter name of the package's LoRA in the host LLM (stage-2 packages), else None.
+    lora: str | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,8 @@ class PreparedRequest:
     tokens: list[torch.Tensor]
     signals: list[tuple[str, torch.Tensor]]
     refusal: Refusal | None = None
+    # The LoRA the LLM answers this request with: that of the stage-2 adapter encoding its attachments, if any.
+    lora: str | None = None
 
     @property
     def adapters(self) -> dict[str, str]:
@@ -102,6 +107,7 @@ class AnymalHost:
         self._state = _State()
         self._swap_lock = threading.Lock()
         self._bundled_lock = threading.Lock()
+        self._lora_ids = itertools.count(1)
 
     # ----- the LLM --------------------------------------------------------------------------------------
 
@@ -169,6 +175,7 @@ class AnymalHost:
         with self._swap_lock:
             slots = dict(self._state.slots)
             active = dict(self._state.active)
+            replaced = slots.get(slot.name)
             slots[slot.name] = slot
             modality = slot.adapter.config.modality
             if activate or modality not in active:
@@ -181,6 +188,38 @@ class AnymalHost:
                     if fallback is not None:
                         active[other] = fallback
             self._state = _State(MappingProxyType(slots), MappingProxyType(active))
+        if replaced is not None and replaced.lora is not None and replaced.lora != slot.lora:
+            self.llm.loras.remove(replaced.lora)  # waits for generations in flight, then frees its weights
+
+    def _load_lora(self, adapter: ModalityAdapter, folder: str | os.PathLike[str], name: str) -> str | None:
+        """Check a stage-2 package's ``lora/`` against this LLM and load it beside the other LoRAs, under a
+        fresh peft adapter name (so that a replaced package's LoRA serves its requests in flight until the swap);
+        None for a package without one."""
+        if adapter.config.lora is None:
+            return None
+        from adapters_hub import LORA_DIR
+
+        from .lora import check_lora, read_lora_weights
+
+        spec = check_lora(Path(folder) / LORA_DIR, self.llm.model)
+        weights = read_lora_weights(spec)
+        lora = f"{name}-lora{next(self._lora_ids)}".replace(".", "_")  # peft's module dicts refuse dots
+        self.llm.loras.add(lora, spec, weights)
+        return lora
+
+    def _put_with_lora(self, adapter: ModalityAdapter, name: str, source: str, kind: str, folder: str,
+                       activate: bool) -> str:
+        """Put a package's adapter in place with its LoRA (if any) loaded first; nothing is left of either when
+        something fails."""
+        lora = self._load_lora(adapter, folder, name)
+        try:
+            adapter.to(self.llm.device).eval()
+            self._put(AdapterSlot(name, adapter, source, kind, folder, lora), activate)
+        except BaseException:
+            if lora is not None:
+                self.llm.loras.remove(lora)
+            raise
+        return name
 
     def load_adapter(self, ref: str | os.PathLike[str], name: str | None = None, force: bool = False,
                      cache_dir: str | os.PathLike[str] | None = None, *, activate: bool = True,
@@ -196,7 +235,9 @@ class AnymalHost:
         warning), built through its plugin and loaded strictly, all off to the side; only then is it swapped in
         (see :meth:`add_adapter`). Any failure raises (an ``adapters_hub.AdapterPackageError`` for a bad or
         incompatible package) and leaves the host serving exactly what it served before. The LLM is not
-        reloaded. Packages carrying a LoRA are refused (see :mod:`anymal_host.loading`).
+        reloaded. A stage-2 package's LoRA is checked against the LLM and loaded beside the other LoRAs: requests
+        whose attachments this adapter encodes are answered with it, every other request by the frozen LLM
+        (see :mod:`anymal_host.lora`).
         """
         from adapters_hub import parse_ref, resolve
 
@@ -212,8 +253,8 @@ class AnymalHost:
         folder = resolve(parsed, cache_dir=cache_dir, hf_endpoint=hf_endpoint or os.environ.get("HF_ENDPOINT") or None,
                          token=token)
         adapter = build_adapter(folder, self.registry, self.facts, force=force)
-        return self.add_adapter(adapter, name=name, source=str(ref), activate=activate,
-                                kind="folder" if parsed.kind == "local" else "hub", folder=str(folder))
+        return self._put_with_lora(adapter, _adapter_name(name if name is not None else adapter.config.name),
+                                   str(ref), "folder" if parsed.kind == "local" else "hub", str(folder), activate)
 
     def unload_adapter(self, name: str) -> None:
         """Remove an adapter; requests already running keep it until they finish."""
@@ -230,6 +271,8 @@ class AnymalHost:
                         active[modality] = other.name
                         break
             self._state = _State(MappingProxyType(slots), MappingProxyType(active))
+        if removed.lora is not None:
+            self.llm.loras.remove(removed.lora)  # its LoRA weights go too, once no generation is running
 
     def list_adapters(self, *, include_bundled: bool = True, load_llm: bool = False) -> list[dict[str, Any]]:
         """The loaded adapters, then the plugins' bundled adapters not loaded yet (what a request of their
@@ -295,10 +338,8 @@ class AnymalHost:
             if loaded is not None and loaded.kind == "bundled" and loaded.folder == str(folder):
                 return loaded
             adapter = build_adapter(folder, self.registry, self.facts)
-            adapter.to(self.llm.device).eval()
-            slot = AdapterSlot(name, adapter, str(folder), "bundled", str(folder))
-            self._put(slot, activate=False)
-            return slot
+            self._put_with_lora(adapter, name, str(folder), "bundled", str(folder), activate=False)
+            return self._state.slots[name]
 
     def modality_of(self, attachment: Attachment) -> str:
         if attachment.modality is not None:
@@ -383,10 +424,11 @@ class AnymalHost:
         if refusal is not None:
             return state, PreparedRequest([], [], [], signals, refusal)
         attachments = [part for message in messages for part in message["parts"] if isinstance(part, Attachment)]
+        lora = _request_lora(state, attachments)
         with torch.inference_mode():
             tokens = self._encode(state, attachments) if attachments else []
         conversation_out = [{"role": m["role"], "content": m["parts"]} for m in messages]
-        return state, PreparedRequest(conversation_out, attachments, tokens, signals)
+        return state, PreparedRequest(conversation_out, attachments, tokens, signals, lora=lora)
 
     def answer(self, requests: Sequence[PreparedRequest], max_new_tokens: int = 64,
                **generate_kwargs: Any) -> list[Answer]:
@@ -399,7 +441,7 @@ class AnymalHost:
             with torch.inference_mode():
                 batch = self._assemble([r for _, r in admitted])
                 texts = self.llm.generate(batch.inputs_embeds, batch.attention_mask, max_new_tokens=max_new_tokens,
-                                          **generate_kwargs)
+                                          loras=[r.lora for _, r in admitted], **generate_kwargs)
             prompt_lengths = batch.attention_mask.sum(dim=1).tolist()
             for (i, request), text, prompt_length in zip(admitted, texts, prompt_lengths):
                 answers[i] = self._checked_answer(request, text, int(prompt_length), max_new_tokens)
@@ -433,7 +475,7 @@ class AnymalHost:
         def run(stop: threading.Event) -> None:
             self.llm.generate(batch.inputs_embeds, batch.attention_mask, max_new_tokens=max_new_tokens,
                               streamer=streamer, stopping_criteria=StoppingCriteriaList([_StopWhenSet(stop)]),
-                              **generate_kwargs)
+                              loras=[request.lora], **generate_kwargs)
 
         def check(text: str) -> Refusal | None:
             return self._output_refusal(request, text)
@@ -517,6 +559,18 @@ def _row(name: str, config: Any, kind: str, source: str, folder: str | None, loa
         "fingerprint_match": None if host_fp is None else config.llm.fingerprint == host_fp,
         "has_lora": config.lora is not None, "error": None,
     }
+
+
+def _request_lora(state: _State, attachments: Sequence[Attachment]) -> str | None:
+    """The LoRA a request is answered with: that of the stage-2 adapters encoding its attachments. One request
+    runs through one LLM, so attachments whose adapters carry different LoRAs cannot share it."""
+    owners = {a.adapter: state.slots[a.adapter].lora for a in attachments
+              if a.adapter in state.slots and state.slots[a.adapter].lora is not None}
+    if len(set(owners.values())) > 1:
+        raise ValueError(f"the attachments of one request use adapters {', '.join(sorted(owners))}, each with its "
+                         f"own LoRA for the LLM: one request is answered with one LoRA, so send them in separate "
+                         f"requests (or use stage-1 adapters of all but one)")
+    return next(iter(owners.values()), None)
 
 
 def _adapter_name(name: str) -> str:

@@ -13,11 +13,12 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
 from .errors import LLMLoadError
+from .lora import LoraRouter
 
 __all__ = ["LLM", "LLMOptions", "resolve_llm_name"]
 
@@ -64,6 +65,8 @@ class LLM:
         self._fingerprint_lock = threading.Lock()
         self.model.requires_grad_(False)
         self.model.eval()
+        # Stage-2 LoRAs hot-loaded beside each other, each generation row choosing its own (or none).
+        self.loras = LoraRouter(self)
 
     # ----- loading --------------------------------------------------------------------------------------
 
@@ -146,16 +149,19 @@ class LLM:
 
     @torch.inference_mode()
     def generate(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int = 64,
-                 **generate_kwargs: Any) -> list[str]:
-        """Generate from left-padded embeddings; returns the decoded new text of each row."""
+                 *, loras: Sequence[str | None] | None = None, **generate_kwargs: Any) -> list[str]:
+        """Generate from left-padded embeddings; returns the decoded new text of each row. ``loras``: the
+        hot-loaded LoRA each row uses (None: the frozen LLM), see :mod:`anymal_host.lora`."""
         generate_kwargs.setdefault("do_sample", False)
         if not generate_kwargs["do_sample"]:
             # Greedy decoding: drop sampling settings a model's generation_config may carry, to keep it quiet.
             generate_kwargs.update(temperature=None, top_p=None, top_k=None)
-        output = self.model.generate(
-            inputs_embeds=inputs_embeds.to(self.dtype), attention_mask=attention_mask.to(self.device),
-            max_new_tokens=max_new_tokens, pad_token_id=self.tokenizer.pad_token_id, **generate_kwargs,
-        )
+        with self.loras.serving():
+            generate_kwargs.update(self.loras.generate_kwargs(inputs_embeds.shape[0], loras))
+            output = self.model.generate(
+                inputs_embeds=inputs_embeds.to(self.dtype), attention_mask=attention_mask.to(self.device),
+                max_new_tokens=max_new_tokens, pad_token_id=self.tokenizer.pad_token_id, **generate_kwargs,
+            )
         return [t.strip() for t in self.tokenizer.batch_decode(output, skip_special_tokens=True)]
 
     # ----- identity -------------------------------------------------------------------------------------

@@ -7,8 +7,9 @@ package never touches anything the host is serving:
 1. ``check_package`` with the host's facts (installed modalities, the LLM's hidden size, fingerprint and name):
    file safety and sizes, every config field's type and range, compatibility, the safetensors header. No
    weight is read. It runs once per load.
-2. A ``lora/`` folder is refused (see :class:`LoraNotHotLoadableError`); a package that leaves its encoder
-   weights out is refused unless the plugin's encoder ships pretrained weights.
+2. A ``lora/`` folder is checked on its own (:func:`anymal_host.lora.check_lora`: a plain peft LoRA of
+   linear layers, rank and header consistent; the host checks it against its LLM before loading it); a
+   package that leaves its encoder weights out is refused unless the plugin's encoder ships pretrained weights.
 3. The adapter is built on PyTorch's ``meta`` device (shapes only, no memory), and every tensor name, shape and
    dtype of the header is compared with it. A small package whose config asks for a huge model is refused
    here, before anything is allocated.
@@ -22,11 +23,9 @@ package never touches anything the host is serving:
 
 Only then does the host put the adapter in place (:meth:`AnymalHost.add_adapter`, one atomic swap).
 
-**LoRA packages are not hot-loaded (yet).** A stage-2 package carries a LoRA for the LLM. Unlike a projector,
-a LoRA lives *inside* the one shared LLM: peft's ``load_adapter`` / ``set_adapter`` change modules every
-request in flight is running through, so "requests finish on the adapter they started with" cannot hold, and
-two LoRAs cannot serve side by side without per-request adapter routing. Such packages are refused with a
-:class:`LoraNotHotLoadableError` before anything is built.
+**LoRA packages.** A stage-2 package carries a LoRA for the LLM. This module checks it and builds the
+projector; :meth:`AnymalHost.load_adapter` then loads the LoRA into the LLM beside the others, chosen per
+request (:mod:`anymal_host.lora`).
 """
 
 from __future__ import annotations
@@ -42,7 +41,7 @@ import torch
 
 from adapters_hub.layout import ENCODER_PREFIX
 from adapters_hub import (
-    CONFIG_NAME, DEFAULT_LIMITS, LORA_DIR, WEIGHTS_NAME, AdapterConfig, AdapterPackageError, AdapterPackageWarning,
+    CONFIG_NAME, DEFAULT_LIMITS, WEIGHTS_NAME, AdapterConfig, AdapterPackageError, AdapterPackageWarning,
     PackageLimits, TensorMismatchError, check_package, check_weights_header, read_checked_weights, tensor_specs,
 )
 
@@ -76,7 +75,9 @@ class AdapterFunctionalCheckError(AdapterPackageError):
 
 
 class LoraNotHotLoadableError(AdapterPackageError):
-    """The package carries a LoRA for the LLM (``lora/``), which cannot be swapped in atomically."""
+    """Deprecated, no longer raised: LoRA packages are hot-loaded (:mod:`anymal_host.lora`); a
+    LoRA that does not fit raises :class:`~anymal_host.lora.LoraMismatchError`. Kept so that code catching it
+    still imports; it will be removed in 0.3."""
 
 
 @dataclass(frozen=True)
@@ -112,12 +113,10 @@ def build_adapter(folder: str | os.PathLike[str], registry: Registry, facts: Hos
                             host_fingerprint=facts.fingerprint, host_llm_name=facts.llm_name, force=force,
                             limits=limits)
     config = checked.config
-    if checked.lora_dir is not None or config.lora is not None:
-        raise LoraNotHotLoadableError(
-            f"adapter {config.name!r} carries a LoRA for the LLM ({LORA_DIR}/): hot-loading LoRA packages into a "
-            f"running host is not supported yet (a LoRA changes the shared LLM under requests in flight). Use a "
-            f"stage-1 (projector-only) package of this adapter (`anymal train align`), or merge the LoRA into "
-            f"the LLM and start the host with the merged LLM")
+    if checked.lora_dir is not None:
+        from .lora import check_lora
+
+        check_lora(checked.lora_dir, limits=limits)  # against the LLM too when a host loads it
     skeleton = _build(config, registry, meta=True)
     _check_encoder_weights_source(config, skeleton)
     check_weights_header(checked.header, config, tensor_specs(skeleton.weights_for_saving()))

@@ -25,7 +25,8 @@ from adapters_hub import (
     SchemaVersionError, TensorMismatchError, UnsafePackageError, save_adapter_package, weights_metadata,
 )
 from anymal_host import AnymalHost, Attachment, ModalityAdapter, hookimpl
-from anymal_host.loading import AdapterBuildError, LoraNotHotLoadableError, build_adapter_from_folder
+from anymal_host.loading import AdapterBuildError, build_adapter_from_folder
+from anymal_host.lora import LoraMismatchError
 
 from .conftest import toy_config
 from .hub.conftest import fake_hub  # noqa: F401  (the fake Hugging Face Hub fixture)
@@ -217,7 +218,7 @@ CORRUPTIONS = [
     ("unknown-projector", lambda f: _edit_config(f, projector__type="quantum"), AdapterBuildError, "quantum"),
     ("encoder-width-mismatch", lambda f: _edit_config(f, encoder__config={"width": 16}), AdapterBuildError,
      "features of width 16"),
-    ("lora-package", _fake_lora, LoraNotHotLoadableError, "not supported yet"),
+    ("lora-half-a-pair", _fake_lora, LoraMismatchError, "not lora_B"),
     ("too-many-files", lambda f: [(f / f"extra-{i}.txt").write_text("x") for i in range(300)], PackageTooLargeError,
      "over the limit of 256"),
 ]

@@ -137,6 +137,30 @@ def test_init_encoder_must_match(tmp_path, host):
                      steps=2, eval_every=2), host, progress=False)
 
 
+def test_init_from_starts_a_fresh_run_from_a_trained_package(tmp_path, host):
+    from anymal_host import ModalityAdapter
+    from anymal_host.errors import TrainConfigError
+    from anymal_host.loading import build_adapter
+
+    first = train(config(tmp_path / "a", steps=6, eval_every=6), host, progress=False)
+    trained = build_adapter(first.best_dir, host.registry, host.facts)
+    # zero steps of a fresh run would be the package itself: one step at a tiny lr stays next to it, while a
+    # run from scratch lands far away
+    second = train(config(tmp_path / "b", init_from=str(first.best_dir), steps=1, eval_every=1, lr=1e-9,
+                          warmup_steps=0), host, progress=False)
+    again = build_adapter(second.best_dir, host.registry, host.facts)
+    torch.manual_seed(0)
+    scratch = ModalityAdapter.from_config(_config_of(second), host.registry)
+    for key, value in trained.state_dict().items():
+        assert torch.allclose(again.state_dict()[key], value, atol=1e-6)
+    assert not all(torch.allclose(scratch.state_dict()[k], v, atol=1e-3) for k, v in trained.state_dict().items())
+    assert "initialised from adapter 'toy-linear'" in again.config.description
+    assert second.history[0]["step"] == 1  # a fresh schedule, not a resume
+    with pytest.raises(TrainConfigError, match="trained with another setup.*projector"):
+        train(config(tmp_path / "c", init_from=str(first.best_dir), projector="mlp", steps=1, eval_every=1), host,
+              progress=False)
+
+
 def test_unknown_dataset_is_explained(tmp_path, host):
     from anymal_host import UnknownModalityError
 

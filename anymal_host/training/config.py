@@ -26,6 +26,10 @@ class TrainConfig:
     # Start the encoder from these weights: a safetensors file with ``encoder.*`` tensors (what
     # ``anymal train pretrain-encoder`` writes) or an adapter package folder.
     init_encoder: str | None = None
+    # Start the projector (and the encoder) from this adapter package's weights, with a fresh schedule: a
+    # stage-1 ``best/`` for stage 2, as AnyMAL does, or a trained adapter to go on training on other data. The
+    # package must be for this LLM and have this run's modality, encoder, projector and token count.
+    init_from: str | None = None
     # Whether the encoder trains too (it starts from the plugin's weights, or from scratch if it ships none).
     train_encoder: bool = True
     # Registered projector type: ``linear``, ``mlp``, ``perceiver`` or one a plugin adds.

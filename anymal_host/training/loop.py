@@ -122,6 +122,8 @@ class _Run:
         adapter = ModalityAdapter.from_config(adapter_config, host.registry)
         # Record how many tokens the projector really emits (one per encoder step for linear / MLP projectors).
         adapter_config.token_mode, adapter_config.num_tokens = adapter.token_facts()
+        if config.init_from:
+            _init_from_package(adapter, Path(config.init_from), host)
         if config.init_encoder:
             _init_encoder(adapter, Path(config.init_encoder))
         adapter.set_trainable()
@@ -301,6 +303,31 @@ def _adapter_config(config: TrainConfig, host: AnymalHost, spec: DatasetSpec) ->
     )
 
 
+def _init_from_package(adapter: ModalityAdapter, source: Path, host: AnymalHost) -> None:
+    """Copy a trained adapter package's projector and encoder weights into this run's fresh adapter, after the
+    checks a host runs before serving the package (for this LLM, safetensors, sizes, a working example)."""
+    from ..loading import build_adapter
+
+    if not source.is_dir():
+        raise TrainConfigError(f"--init-from {source}: expected an adapter package folder (a run's best/ or "
+                               f"last/, or a pulled package)")
+    trained = build_adapter(source, host.registry, host.facts)
+    theirs, ours = trained.config, adapter.config
+    differences = [f"{what}: package {a!r}, this run {b!r}" for what, a, b in (
+        ("modality", theirs.modality, ours.modality),
+        ("encoder", (theirs.encoder.name, theirs.encoder.config), (ours.encoder.name, ours.encoder.config)),
+        ("projector", (theirs.projector.type, theirs.projector.in_dim, theirs.projector.options),
+         (ours.projector.type, ours.projector.in_dim, ours.projector.options)),
+        ("tokens", theirs.num_tokens, ours.num_tokens)) if a != b]
+    if differences:
+        raise TrainConfigError(f"--init-from {source}: adapter {theirs.name!r} was trained with another setup ("
+                               + "; ".join(differences) + "): pass the same --data modality, --encoder-option, "
+                               "--projector, --projector-option and --num-tokens it was trained with")
+    adapter.load_state_dict(trained.state_dict(), strict=True)
+    # adapter.config is the run's AdapterConfig, written into every checkpoint: say where training started.
+    ours.description = f"{ours.description[:-1]}, initialised from adapter {theirs.name!r} ({theirs.description})"
+
+
 def _init_encoder(adapter: ModalityAdapter, source: Path) -> None:
     """Copy ``encoder.*`` weights from a safetensors file or an adapter package into a fresh adapter."""
     from safetensors.torch import load_file
@@ -318,6 +345,11 @@ def _init_encoder(adapter: ModalityAdapter, source: Path) -> None:
 
 def _add_lora(llm: Any, config: TrainConfig) -> None:
     from peft import LoraConfig, get_peft_model
+
+    if llm.loras.names:
+        raise TrainConfigError(f"this host's LLM serves hot-loaded LoRAs ({', '.join(sorted(llm.loras.names))}): "
+                               f"stage 2 trains its own LoRA on the LLM, so train on a host without them "
+                               f"(unload them, or start a new AnymalHost)")
 
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, target_modules=list(config.lora_target_modules),
                       lora_dropout=0.05, task_type="CAUSAL_LM")

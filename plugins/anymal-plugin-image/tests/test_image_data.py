@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from anymal_plugin_image.data import (COLORS, COUNT_WORDS, HELD_OUT, PAIRS, SEEN_PAIRS, SHAPES, Scene, Shape,
-                                      build_colors, build_counts, build_digits, build_mix, build_shapes,
+                                      build_colors, build_counts, build_digits, build_mix, build_mix_hard,
+                                      build_shapes,
                                       color_from_text, count_from_text, digit_from_text, draw_scene, pair_from_text,
                                       random_scene, shape_from_text)
 from anymal_plugin_image.labels import MIX_LABELS, MIX_QUESTIONS
@@ -49,6 +50,27 @@ def test_the_mix_asks_every_question_and_its_answers_name_their_class() -> None:
     # the three questions about one scene share its signal (a frozen encoder encodes it once)
     assert items[0]["signal"] is items[1]["signal"] is items[2]["signal"]
     assert {i["label"] for i in items[:12]} <= set(SHAPES) | set(COLORS) | set(PAIRS)
+
+
+def test_the_hard_mix_weighs_counts_and_digits_and_shifts_the_repeated_digits() -> None:
+    from collections import Counter
+
+    train = build_mix_hard("train", limit=6)
+    asked = Counter(i["question"] for i in train)
+    # one question per one-object scene; two streams of counting scenes; every digit as drawn and shifted twice
+    assert asked["How many shapes are there?"] == 12 and asked["What digit is this?"] == 18
+    assert sum(asked[q] for q in ("What shape is in the image?", "What color is the shape?", "Describe the image.")) == 6
+    digits = [i for i in train if i["question"] == "What digit is this?"]
+    plain, shifted = digits[:6], digits[6:]
+    assert [i["label"] for i in shifted] == [i["label"] for i in plain] * 2
+    assert not any(torch.equal(a["signal"], b["signal"]) for a, b in zip(plain * 2, shifted))
+    counts = [i for i in train if i["question"] == "How many shapes are there?"]
+    assert not any(torch.equal(a["signal"], b["signal"]) for a, b in zip(counts[:6], counts[6:]))
+    # validation is the plain mix's tasks once each: figures stay comparable
+    val = build_mix_hard("val", limit=4)
+    assert Counter(i["question"] for i in val)["What digit is this?"] == 4 and len(val) == 4 + 4 + 4
+    with pytest.raises(ValueError, match="no test_heldout split"):
+        build_mix_hard("test_heldout", limit=2)
 
 
 def test_captions_name_their_label_and_splits_are_deterministic_and_disjoint() -> None:

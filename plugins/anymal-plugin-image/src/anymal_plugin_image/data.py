@@ -39,7 +39,7 @@ from .modality import ImageModality
 
 __all__ = ["SHAPES", "COLORS", "PAIRS", "HELD_OUT", "SEEN_PAIRS", "COUNT_WORDS", "DIGIT_WORDS", "SHAPES_SIZES",
            "COUNTS_SIZES", "Scene", "Shape", "draw_scene", "random_scene", "encode_scene", "build_shapes", "build_colors",
-           "build_counts", "build_digits", "build_mix", "pair_from_text", "shape_from_text", "color_from_text",
+           "build_counts", "build_digits", "build_mix", "build_mix_hard", "pair_from_text", "shape_from_text", "color_from_text",
            "count_from_text", "digit_from_text"]
 
 # The colours as drawn: saturated, far from the neutral backgrounds, with a little jitter per scene.
@@ -247,6 +247,49 @@ def build_mix(split: str, seed: int = 0, limit: int | None = None, **options: An
     return items
 
 
+@_on_one_thread
+def build_mix_hard(split: str, seed: int = 0, limit: int | None = None, **options: Any) -> list[dict[str, Any]]:
+    """``image:mix-hard``: ``image:mix`` reweighted towards the two tasks an adapter trained on it reads least well.
+
+    In ``train``: twice the counting scenes (a second random stream), every digit three times (as drawn, and
+    shifted one pixel two random ways, so that repeats are not identical), and each one-object scene asked one
+    of its three questions in turn instead of all three. ``val`` and ``test`` are ``image:mix``'s tasks once each
+    (no repeats, no shifts), so validation figures stay comparable. Meant for training further from an adapter
+    trained on ``image:mix`` (``anymal train align --init-from``).
+    """
+    if split == "test_heldout":
+        raise ValueError("image:mix-hard has no test_heldout split: evaluate the held-out colour-shape pairs with "
+                         "image:shapes or image:colors --split test_heldout")
+    items = []
+    for i, (signal, color, shape, _) in enumerate(_single_scenes(split, seed, limit, options)):
+        pair = f"{color} {shape}"
+        items.append([_item(signal, SHAPE_QUESTION, shape_answer(shape), shape),
+                      _item(signal, COLOR_QUESTION, color_answer(color), color),
+                      _item(signal, DESCRIBE_QUESTION, f"A {pair}.", pair)][i % 3])
+    items += build_counts(split, seed=seed, limit=limit, **options)
+    items += build_digits(split, seed=seed, limit=limit, **options)
+    if split == "train":
+        items += build_counts(split, seed=seed + 1, limit=limit, **options)
+        rng = np.random.default_rng(seed)
+        for _ in range(2):
+            items += build_digits(split, seed=seed, limit=limit, shift=rng, **options)
+    return items
+
+
+def _shifted(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``pixels`` moved by -1, 0 or +1 pixel along each axis (not both 0), the edge that comes in black: the
+    digits sit in their 8 x 8 box with a pixel or so to spare."""
+    while True:
+        dy, dx = (int(v) for v in rng.integers(-1, 2, size=2))
+        if dy or dx:
+            break
+    moved = np.zeros_like(pixels)
+    height, width = pixels.shape
+    moved[max(dy, 0):height + min(dy, 0), max(dx, 0):width + min(dx, 0)] = \
+        pixels[max(-dy, 0):height + min(-dy, 0), max(-dx, 0):width + min(-dx, 0)]
+    return moved
+
+
 def _digit_split(split: str) -> np.ndarray:
     """Indices of ``split`` in scikit-learn's digits: a fixed permutation cut 70/10/20 (train/val/test)."""
     order = np.random.default_rng(1797).permutation(1797)
@@ -255,8 +298,10 @@ def _digit_split(split: str) -> np.ndarray:
 
 
 @_on_one_thread
-def build_digits(split: str, seed: int = 0, limit: int | None = None, **options: Any) -> list[dict[str, Any]]:
-    """``image:digits``: scikit-learn's 8 x 8 digits (values 0-16, white on black) as uint8 images."""
+def build_digits(split: str, seed: int = 0, limit: int | None = None, shift: np.random.Generator | None = None,
+                 **options: Any) -> list[dict[str, Any]]:
+    """``image:digits``: scikit-learn's 8 x 8 digits (values 0-16, white on black) as uint8 images. ``shift``
+    (a numpy generator) moves each digit by a pixel, for augmented copies in training."""
     _check_split(split, {"train": 0, "val": 0, "test": 0}, "image:digits")
     from sklearn.datasets import load_digits
 
@@ -265,6 +310,8 @@ def build_digits(split: str, seed: int = 0, limit: int | None = None, **options:
     items = []
     for index in _digit_split(split)[:limit]:
         pixels = (digits.images[index] * (255.0 / 16.0)).round().astype(np.uint8)
+        if shift is not None:
+            pixels = _shifted(pixels, shift)
         digit = int(digits.target[index])
         signal = modality.preprocess(modality.load(pixels), **options)
         items.append(_item(signal, DIGIT_QUESTION, digit_answer(digit), str(digit)))

@@ -50,6 +50,11 @@ def register_datasets(register: Callable[[Any], None]) -> None:
          "item with its own question: what the bundled adapter is trained on", data.MIX_LABELS, None,
          data.MIX_QUESTIONS, {**generated, "task": "shape, colour, count, digit", "digits": digits_info["source"],
                               "held_out_pairs": shapes_info["held_out_pairs"]}),
+        ("image:mix-hard", "build_mix_hard", "image:mix reweighted towards counts and digits (twice the counting "
+         "scenes, each digit also shifted two ways, one question per one-object scene): to train further from an "
+         "image:mix adapter", data.MIX_LABELS, None, data.MIX_QUESTIONS,
+         {**generated, "task": "shape, colour, count, digit", "digits": digits_info["source"],
+          "held_out_pairs": shapes_info["held_out_pairs"]}),
     ]
     for name, function, description, labels, parse_label, questions, info in table:
         build = lazy_builder("anymal_plugin_image.data", function)  # data loads when a run builds the set
