@@ -8,7 +8,12 @@ measured side by side in one run with the real default LLM (SmolLM2-135M-Instruc
 (b) cold: a new process that imports anymal, loads the LLM, loads the same adapter and encodes a first
     attachment (``host.embed`` of a prompt with the plugin's walking example);
 (c) peft: ``PeftModel.load_adapter`` + ``set_adapter`` of a LoRA with about the adapter's parameter count (rank
-    picked to match) on another copy of the same LLM, saved first with ``save_pretrained`` (safetensors).
+    picked to match) on another copy of the same LLM, saved first with ``save_pretrained`` (safetensors);
+(d) a stage-2 package (the same adapter plus that LoRA in ``lora/``) hot-loaded into the running host: the
+    package checks, the LoRA checked against the LLM, loaded beside the others, and the swap; against (c);
+(e) the cost of mixing LoRAs in one batch: 8 requests answered together (16 new tokens each) with every row
+    on one LoRA, half on each of two LoRAs, every row on the frozen LLM while LoRAs are loaded, and the same
+    before any LoRA was loaded (the plain model, no peft layers).
 
 The adapter is an untrained ``ModalityAdapter.from_config`` for ``imu`` (conv+transformer encoder, weights
 included, linear projector); timings are independent of training. Medians are printed with the ratios.
@@ -152,8 +157,46 @@ def main() -> None:
         peft_model.set_adapter("default")
         peft_model.delete_adapter(f"bench{i}")
 
+    # ----- (e) before any LoRA: the plain model answering a batch ---------------------------------------------
+    def batch_time(adapters: list[str]) -> float:
+        prepared = [host.prepare([{"role": "user", "content": [Attachment(str(example), adapter=a),
+                                                               "What is the person doing?"]}]) for a in adapters]
+        times = []
+        for _ in range(3):
+            sync()
+            start = time.perf_counter()
+            host.answer(prepared, max_new_tokens=16, min_new_tokens=16)
+            sync()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    plain_batch = batch_time(["imu"] * 8)
+
+    # ----- (d) a stage-2 package with that LoRA, hot-loaded into the running host ---------------------------
+    stage2 = work / "imu-bench-s2"
+    config.name = "imu-bench-s2"
+    save_adapter_package(stage2, config, adapter.weights_for_saving(), lora_dir=lora_dir)
+    host.load_adapter(str(stage2), name="warm-s2")  # warm
+    host.unload_adapter("warm-s2")
+    lora_loads = []
+    for _ in range(args.repeats):
+        sync()
+        start = time.perf_counter()
+        host.load_adapter(str(stage2), name="s2", activate=False)
+        sync()
+        lora_loads.append(time.perf_counter() - start)
+        host.unload_adapter("s2")
+    host.load_adapter(str(stage2), name="s2a", activate=False)
+    host.load_adapter(str(stage2), name="s2b", activate=False)
+    one_lora = batch_time(["s2a"] * 8)
+    two_loras = batch_time(["s2a", "s2b"] * 4)
+    frozen_rows = batch_time(["imu"] * 8)
+    host.unload_adapter("s2a")
+    host.unload_adapter("s2b")
+
     # ----- report ------------------------------------------------------------------------------------------
     hot_ms, cold_ms, peft_ms = median_ms(hot), median_ms(cold), median_ms(peft_times)
+    lora_ms = median_ms(lora_loads)
     parts = [statistics.median(p[i] for p in cold_parts) * 1000 for i in range(4)]
     print(f"\nmedians ({args.repeats} hot / {args.cold_repeats} cold / {args.repeats} peft):")
     print(f"  (a) hot-load into the running host     {hot_ms:9.1f} ms   "
@@ -162,8 +205,15 @@ def main() -> None:
           f"LLM {parts[1]:.0f} ms, adapter {parts[2]:.0f} ms, first encode {parts[3]:.0f} ms)")
     print(f"  (c) peft load_adapter+set_adapter      {peft_ms:9.1f} ms   (LoRA r={rank} on {'/'.join(targets)}: "
           f"{lora_params:,} parameters vs adapter {n_params:,})")
+    print(f"  (d) stage-2 package hot-load           {lora_ms:9.1f} ms   (the adapter of (a) + the LoRA of (c))")
+    print(f"  (e) a batch of 8, 16 new tokens each: plain model {plain_batch * 1000:.0f} ms; with LoRAs loaded: "
+          f"every row frozen {frozen_rows * 1000:.0f} ms, one LoRA {one_lora * 1000:.0f} ms, "
+          f"two LoRAs mixed {two_loras * 1000:.0f} ms")
     print(f"\nratio hot / cold: {hot_ms / cold_ms:.2%}   (target <= 5%)")
     print(f"ratio hot / peft: {hot_ms / peft_ms:.2f}x")
+    print(f"ratio stage-2 hot-load / peft load_adapter: {lora_ms / peft_ms:.2f}x")
+    print(f"ratio two LoRAs mixed / one LoRA: {two_loras / one_lora:.2f}x; frozen rows with LoRAs loaded / plain "
+          f"model: {frozen_rows / plain_batch:.2f}x")
     shutil.rmtree(work, ignore_errors=True)
 
 
