@@ -69,6 +69,9 @@ def _train_options(function):
                      help="Validation items answered at each validation for the validation accuracy (0: off)."),
         click.option("--max-train-items", default=None, type=int, help="Use at most this many training examples."),
         click.option("--seed", default=0, show_default=True, help="Seed for init, data order and questions."),
+        click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=None,
+                     help="Recompute the LLM's activations in the backward pass: less memory, slower steps "
+                          "(default: on with --quantize, else off)."),
         click.option("--quantize", "quantization", type=click.Choice(["4bit", "8bit"]), default=None,
                      help="Load the LLM 4-bit or 8-bit (bitsandbytes) for training."),
         click.option("--resume", "resume_from", default=None, type=click.Path(exists=True, file_okay=False),

@@ -92,8 +92,11 @@ class LLM:
         # The per-tensor "Loading weights" bar is noise for a sub-second local load; downloads keep theirs.
         hf_logging.disable_progress_bar()
         try:
-            load = _from_hub if from_hub else _from_pretrained
-            tokenizer, model = load(source, kwargs, model_kwargs)
+            if options.quantization and not from_hub:  # a local checkpoint: through its quantized copy
+                tokenizer, model = _quantized_local(source, kwargs, model_kwargs, options, device, progress)
+            else:
+                load = _from_hub if from_hub else _from_pretrained
+                tokenizer, model = load(source, kwargs, model_kwargs)
         except LLMLoadError:
             raise
         except (OSError, ValueError) as exc:
@@ -146,6 +149,21 @@ class LLM:
         logits = base.get_output_embeddings()(hidden[:, :-1][keep]).float()
         loss = torch.nn.functional.cross_entropy(logits, targets[keep])
         return _LossOutput(loss=loss, logits=logits)
+
+    def set_gradient_checkpointing(self, enabled: bool) -> None:
+        """Recompute each decoder layer's activations in the backward pass (training through the frozen LLM)
+        instead of keeping them. The LLM stays in eval mode: only the layers' own flag that transformers checks
+        is set, so dropout and every other train-mode behaviour stay off."""
+        from transformers.modeling_layers import GradientCheckpointingLayer
+
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        if enabled:
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        elif any(getattr(m, "gradient_checkpointing", False) for m in base.modules()):
+            base.gradient_checkpointing_disable()
+        for module in base.modules():
+            if isinstance(module, GradientCheckpointingLayer):
+                module.training = enabled  # this module's flag only, not its children's (nn.Module.train would)
 
     @torch.inference_mode()
     def generate(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int = 64,
@@ -236,6 +254,29 @@ def _from_pretrained(source: str, kwargs: dict[str, Any], model_kwargs: dict[str
 
     tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
     model = AutoModelForCausalLM.from_pretrained(source, **model_kwargs)
+    return tokenizer, model
+
+
+def _quantized_local(source: str, kwargs: dict[str, Any], model_kwargs: dict[str, Any], options: LLMOptions,
+                     device: str, progress: bool) -> tuple[Any, Any]:
+    """A local checkpoint loaded 4-bit / 8-bit from its quantized copy, written on first use (see
+    :mod:`anymal_host.quantized_cache`): no full-precision copy of the model is held on the way."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .quantized_cache import load_quantized
+
+    settings = {"quantization": options.quantization, "skip_modules": sorted(options.skip_modules),
+                "dtype": str(model_kwargs["dtype"]), "device": torch.device(device).type,
+                "trust_remote_code": bool(options.trust_remote_code)}
+    tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+
+    def load_copy(folder: Path) -> Any:  # its config.json carries the quantization_config
+        return AutoModelForCausalLM.from_pretrained(
+            folder, dtype=model_kwargs["dtype"], device_map=model_kwargs["device_map"], use_safetensors=True,
+            trust_remote_code=options.trust_remote_code)
+
+    model = load_quantized(source, settings, lambda: AutoModelForCausalLM.from_pretrained(source, **model_kwargs),
+                           load_copy, progress)
     return tokenizer, model
 
 

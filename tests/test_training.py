@@ -239,3 +239,26 @@ def test_a_frozen_pretrained_encoder_is_not_copied_into_the_package(tmp_path, ti
     kept = train(config(tmp_path / "kept", dataset="ptoy:levels", encoder={"name": "ptoy", "width": 8}, steps=2,
                         eval_every=2), host, progress=False)
     assert read_package_config(kept.best_dir).encoder.weights_included is True
+
+
+def test_gradient_checkpointing_gives_the_same_run_and_leaves_the_llm_as_it_was(tmp_path, host, monkeypatch):
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    import transformers.modeling_utils as checkpoint_module
+
+    plain = train(config(tmp_path / "a", steps=3, eval_every=3), host, progress=False)
+    calls = {"n": 0}
+    original = checkpoint_module.checkpoint
+
+    def counting(*args, **kwargs):
+        calls["n"] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoint_module, "checkpoint", counting)  # transformers binds it when enabled
+    recomputed = train(config(tmp_path / "b", steps=3, eval_every=3, gradient_checkpointing=True), host,
+                       progress=False)
+    assert calls["n"] >= 3 * 2  # every decoder layer of every training step went through the checkpoint
+    assert [h["loss"] for h in recomputed.history] == pytest.approx([h["loss"] for h in plain.history], rel=1e-5)
+    layers = [m for m in host.llm.model.modules() if isinstance(m, GradientCheckpointingLayer)]
+    assert layers and not any(m.training or m.gradient_checkpointing for m in layers)
+    assert not any(m.training for m in host.llm.model.modules())  # eval mode throughout: no dropout anywhere

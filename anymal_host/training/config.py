@@ -76,6 +76,10 @@ class TrainConfig:
     lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
     # Load the LLM 4-bit / 8-bit (bitsandbytes) for training; the adapter stays full precision.
     quantization: str | None = None
+    # Recompute the LLM's layer activations in the backward pass instead of keeping them (less memory, about a
+    # third more time per step): the activations of the frozen LLM, which gradients flow through to reach the
+    # projector, are most of a step's memory. None = on when the LLM is quantized (as QLoRA trains), else off.
+    gradient_checkpointing: bool | None = None
     # A checkpoint folder to continue from (its weights, optimiser state, step and history).
     resume_from: str | None = None
     # Keep at most this many step checkpoints besides ``best/`` (oldest removed first).

@@ -64,12 +64,15 @@ class TrainResult:
 def train(config: TrainConfig, host: AnymalHost | None = None, progress: bool = True) -> TrainResult:
     """Run a training job; every checkpoint under ``output_dir/checkpoints`` is a publishable adapter package."""
     run = _Run.setup(config, host, progress)
-    while run.state["step"] < config.steps:
-        record = run.step()
-        if run.state["step"] % config.eval_every == 0 or run.state["step"] == config.steps:
-            improved = run.validate(record)
-            run.checkpoint(improved)
-    return run.finish()
+    try:
+        while run.state["step"] < config.steps:
+            record = run.step()
+            if run.state["step"] % config.eval_every == 0 or run.state["step"] == config.steps:
+                improved = run.validate(record)
+                run.checkpoint(improved)
+        return run.finish()
+    finally:
+        run.llm.set_gradient_checkpointing(False)  # the host's LLM serves as before once training ends
 
 
 @dataclass
@@ -151,6 +154,10 @@ class _Run:
 
         if not config.quantization:  # bitsandbytes already placed the quantized LLM
             llm.model.to(accelerator.device)
+        checkpointing = config.gradient_checkpointing
+        if checkpointing is None:  # QLoRA's recipe: a quantized LLM trains with its activations recomputed
+            checkpointing = bool(config.quantization)
+        llm.set_gradient_checkpointing(checkpointing)
         adapter, optimizer, scheduler = accelerator.prepare(adapter, optimizer, scheduler)
 
         # The data is built with the preprocessing the package records, so the adapter is trained on what it serves.
