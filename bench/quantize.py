@@ -36,14 +36,10 @@ try:
 except ImportError:
     pass
 
-def status(field):
-    for line in open("/proc/self/status"):
-        if line.startswith(field):
-            return int(line.split()[1]) / 1024
+from anymal_host.testing._memory import peak_mib, reset_peak, resident_mib
 
-floor = status("VmRSS:")
-with open("/proc/self/clear_refs", "w") as f:
-    f.write("5")  # the peak (VmHWM) counts from here
+floor = resident_mib()
+reset_peak()  # the peak counts from here
 from anymal_host import AnymalHost
 from anymal_host.llm import LLMOptions
 quantization = None if mode.startswith("fp32") else mode
@@ -53,7 +49,7 @@ host = AnymalHost(llm_options=LLMOptions(quantization=quantization))
 out = {}
 if job == "answer":
     host.llm
-    out["load_peak"] = status("VmHWM:") - floor
+    out["load_peak"] = peak_mib() - floor
     out["answer"] = host.chat("What is the capital of France?", max_new_tokens=16)
     out["seconds"] = time.perf_counter() - start
 elif job.startswith("stage"):
@@ -76,7 +72,7 @@ elif job == "accuracy":
     report = evaluate(host, host.registry.dataset("imu:hapt"), split="test", limit=items, baseline=False,
                       progress=False, caption_scores=False)
     out["accuracy"] = report.accuracy
-out["peak"] = status("VmHWM:") - floor
+out["peak"] = peak_mib() - floor
 print("RESULT " + json.dumps(out))
 """
 MODES = ("fp32", "fp32-ckpt", "8bit", "4bit")

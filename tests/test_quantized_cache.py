@@ -87,16 +87,12 @@ def test_a_copy_that_cannot_be_written_is_skipped_with_one_line(tmp_path, tiny_d
 
 MEASURE = r"""
 import sys, torch, transformers, bitsandbytes
-def status(field):
-    for line in open("/proc/self/status"):
-        if line.startswith(field):
-            return int(line.split()[1]) / 1024
-floor = status("VmRSS:")
-with open("/proc/self/clear_refs", "w") as f:
-    f.write("5")
+from anymal_host.testing._memory import peak_mib, reset_peak, resident_mib
+floor = resident_mib()
+reset_peak()
 from anymal_host.llm import LLM, LLMOptions
 LLM.load(options=LLMOptions(quantization=None if sys.argv[1] == "fp32" else sys.argv[1]), progress=False)
-print(status("VmHWM:") - floor)
+print(peak_mib() - floor)
 """
 
 
