@@ -10,7 +10,8 @@ local checkpoint writes the quantized model with ``save_pretrained`` (bitsandbyt
 already 4-bit or 8-bit, and never hold a full-precision copy.
 
 The copy is keyed by the source folder, its files' sizes and modification times, the quantization settings,
-the device type, and the versions of bitsandbytes and transformers' major: any change writes a new copy. Hub
+the device type, and the versions of bitsandbytes and transformers' major: any change writes a new copy, and
+the copy it replaces is deleted. Hub
 ids are not cached here (their snapshot in the Hugging Face cache can move with the revision): they load as
 transformers loads them.
 """
@@ -70,6 +71,20 @@ def _usable(folder: Path, key: dict[str, Any]) -> bool:
         return False
 
 
+def _remove_outdated(current: Path, key: dict[str, Any]) -> None:
+    """Delete the earlier copies of the same checkpoint and settings (its files changed since): each is the
+    size of the quantized model, and nothing reads them any more."""
+    for folder in current.parent.glob(f"{current.name.rsplit('-', 1)[0]}-*"):
+        if folder == current or not folder.is_dir():
+            continue
+        try:
+            old = json.loads((folder / _MARKER).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # not a copy this module wrote completely: leave it
+        if old.get("source") == key["source"] and old.get("settings") == key["settings"]:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def load_quantized(source: str | Path, settings: dict[str, Any], load_full: Callable[[], Any],
                    load_copy: Callable[[Path], Any], progress: bool = True) -> Any:
     """The model of the local checkpoint ``source`` quantized as ``settings`` say: read from its quantized copy
@@ -91,6 +106,7 @@ def load_quantized(source: str | Path, settings: dict[str, Any], load_full: Call
             fsync_tree(tmp)
             replace_dir(tmp, folder)
             bar.update()
+        _remove_outdated(folder, key)
     except (OSError, RuntimeError, ValueError, NotImplementedError) as e:
         tqdm.write(f"anymal: could not keep a {settings['quantization']} copy of the LLM ({e}); the next "
                    f"quantized load converts it again", file=sys.stderr)

@@ -72,7 +72,7 @@ def test_a_changed_checkpoint_gets_a_new_copy(tmp_path, tiny_dir, monkeypatch):
     after, _ = quantized_copy_dir(source, _settings(options))
     assert after != before and not after.exists()
     LLM.load(str(source), options, progress=False)
-    assert after.is_dir()
+    assert after.is_dir() and not before.exists()  # the outdated copy is gone
 
 
 def test_a_copy_that_cannot_be_written_is_skipped_with_one_line(tmp_path, tiny_dir, monkeypatch, capsys):
