@@ -249,25 +249,18 @@ def build_mix(split: str, seed: int = 0, limit: int | None = None, **options: An
 
 @_on_one_thread
 def build_mix_hard(split: str, seed: int = 0, limit: int | None = None, **options: Any) -> list[dict[str, Any]]:
-    """``image:mix-hard``: ``image:mix`` reweighted towards the two tasks an adapter trained on it reads least well.
+    """``image:mix-hard``: ``image:mix`` with more of the two tasks an adapter trained on it reads least well.
 
-    In ``train``: twice the counting scenes (a second random stream), every digit three times (as drawn, and
-    shifted one pixel two random ways, so that repeats are not identical), and each one-object scene asked one
-    of its three questions in turn instead of all three. ``val`` and ``test`` are ``image:mix``'s tasks once each
-    (no repeats, no shifts), so validation figures stay comparable. Meant for training further from an adapter
-    trained on ``image:mix`` (``anymal train align --init-from``).
+    In ``train``: ``image:mix`` (each one-object scene asked its three questions, the counting scenes, the
+    digits), plus a second random stream of counting scenes, plus every digit twice more, shifted one pixel
+    two random ways so that repeats are not identical. ``val`` and ``test`` are ``image:mix``'s, so validation
+    figures stay comparable. Meant for training further from an adapter trained on ``image:mix``
+    (``anymal train align --init-from``).
     """
     if split == "test_heldout":
         raise ValueError("image:mix-hard has no test_heldout split: evaluate the held-out colour-shape pairs with "
                          "image:shapes or image:colors --split test_heldout")
-    items = []
-    for i, (signal, color, shape, _) in enumerate(_single_scenes(split, seed, limit, options)):
-        pair = f"{color} {shape}"
-        items.append([_item(signal, SHAPE_QUESTION, shape_answer(shape), shape),
-                      _item(signal, COLOR_QUESTION, color_answer(color), color),
-                      _item(signal, DESCRIBE_QUESTION, f"A {pair}.", pair)][i % 3])
-    items += build_counts(split, seed=seed, limit=limit, **options)
-    items += build_digits(split, seed=seed, limit=limit, **options)
+    items = build_mix(split, seed=seed, limit=limit, **options)
     if split == "train":
         items += build_counts(split, seed=seed + 1, limit=limit, **options)
         rng = np.random.default_rng(seed)

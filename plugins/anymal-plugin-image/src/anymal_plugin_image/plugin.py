@@ -50,9 +50,8 @@ def register_datasets(register: Callable[[Any], None]) -> None:
          "item with its own question: what the bundled adapter is trained on", data.MIX_LABELS, None,
          data.MIX_QUESTIONS, {**generated, "task": "shape, colour, count, digit", "digits": digits_info["source"],
                               "held_out_pairs": shapes_info["held_out_pairs"]}),
-        ("image:mix-hard", "build_mix_hard", "image:mix reweighted towards counts and digits (twice the counting "
-         "scenes, each digit also shifted two ways, one question per one-object scene): to train further from an "
-         "image:mix adapter", data.MIX_LABELS, None, data.MIX_QUESTIONS,
+        ("image:mix-hard", "build_mix_hard", "image:mix with more counts and digits (a second stream of counting "
+         "scenes, each digit also shifted two ways): to train further from an image:mix adapter", data.MIX_LABELS, None, data.MIX_QUESTIONS,
          {**generated, "task": "shape, colour, count, digit", "digits": digits_info["source"],
           "held_out_pairs": shapes_info["held_out_pairs"]}),
     ]
