@@ -45,7 +45,7 @@ def test_an_adapter_is_bundled_with_its_figures():
 ])
 def test_the_bundled_adapter_answers_about_the_examples(host, example, question, parse, expected):
     # blue_square_up.mp4's direction is left out: a square moving up is one of the held-out combinations, on
-    # which this adapter is right 21% of the time (its README)
+    # which this adapter is right 56% of the time (its README)
     answer = host.chat(question, attachments=[str(example_path(example))], max_new_tokens=16)
     assert host.active_adapter_name("video") == "video-perceiver"
     assert parse(answer) == expected, answer
