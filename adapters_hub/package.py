@@ -28,13 +28,14 @@ from .layout import (
     WEIGHTS_NAME, PackageLimits,
 )
 from .schema import ANYMAL_VERSION, config_to_json
-from .st_header import parse_safetensors_header
+from .st_header import SafetensorsHeader, parse_safetensors_header
 from .validate import validate_config_data
 
 if TYPE_CHECKING:  # torch loads on first save/load, not at import (the CLI lists hubs without it)
     import torch
 
-__all__ = ["save_adapter_package", "load_adapter_package", "read_checked_weights", "weights_metadata"]
+__all__ = ["save_adapter_package", "load_adapter_package", "read_checked_weights", "read_as_checked",
+           "check_weight_values", "weights_metadata"]
 
 
 def weights_metadata(config: AdapterConfig) -> dict[str, str]:
@@ -130,40 +131,50 @@ def read_checked_weights(
     tensors are then made from those same bytes. A file replaced between the check and the read is refused
     instead of reaching ``load_state_dict``. ``check_finite`` refuses NaN, inf and values past
     ``limits.max_abs_weight``."""
-    import torch
-    from safetensors import SafetensorError
-    from safetensors.torch import load as load_bytes
-
-    data = read_regular_file(member_path(checked.folder, WEIGHTS_NAME), max_bytes=limits.max_file_bytes,
-                             what=WEIGHTS_NAME)
-    header = parse_safetensors_header(data, max_header_bytes=limits.max_header_bytes, name=WEIGHTS_NAME)
-    if header.tensors != checked.header.tensors or header.metadata != checked.header.metadata:
-        raise PackageCorruptError(f"{WEIGHTS_NAME} changed between its check and its read: do not edit a package "
-                                  f"while a host loads it; pull or export it again")
-    try:
-        tensors = load_bytes(data)
-    except (SafetensorError, ValueError, RuntimeError) as e:
-        raise PackageCorruptError(f"{WEIGHTS_NAME} could not be read ({e}): it is corrupt; pull the package "
-                                  f"again") from None
-    del data
+    tensors = read_as_checked(member_path(checked.folder, WEIGHTS_NAME), checked.header, name=WEIGHTS_NAME,
+                              limits=limits)
     if check_finite:
-        _check_values(checked.config, tensors, limits)
+        check_weight_values(tensors, limits, f"{WEIGHTS_NAME} of adapter {checked.config.name!r}",
+                            inspect_hint=" (or pass check_finite=False to inspect it)")
     return {k: v.to(device) for k, v in tensors.items()} if device != "cpu" else tensors
 
 
-def _check_values(config: AdapterConfig, tensors: Mapping[str, "torch.Tensor"], limits: PackageLimits) -> None:
+def read_as_checked(path: str | os.PathLike[str], checked_header: SafetensorsHeader, *, name: str,
+                    limits: PackageLimits = DEFAULT_LIMITS) -> dict[str, "torch.Tensor"]:
+    """The tensors of the safetensors file at ``path`` (package file ``name``) whose header was checked as
+    ``checked_header``, from one read: the header of the bytes read must equal the checked one, so a file
+    replaced between the check and the read is refused."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load as load_bytes
+
+    data = read_regular_file(path, max_bytes=limits.max_file_bytes, what=name)
+    header = parse_safetensors_header(data, max_header_bytes=limits.max_header_bytes, name=name)
+    if header.tensors != checked_header.tensors or header.metadata != checked_header.metadata:
+        raise PackageCorruptError(f"{name} changed between its check and its read: do not edit a package "
+                                  f"while a host loads it; pull or export it again")
+    try:
+        return load_bytes(data)
+    except (SafetensorError, ValueError, RuntimeError) as e:
+        raise PackageCorruptError(f"{name} could not be read ({e}): it is corrupt; pull the package "
+                                  f"again") from None
+
+
+def check_weight_values(tensors: Mapping[str, "torch.Tensor"], limits: PackageLimits, what: str, *,
+                        inspect_hint: str = "") -> None:
+    """Refuse NaN, inf and floating-point values past ``limits.max_abs_weight`` in ``tensors`` (``what``: the
+    file, for the message)."""
     import torch
 
     floats = {k: t for k, t in tensors.items() if t.is_floating_point() and t.numel()}
     bad = sorted(k for k, t in floats.items() if not bool(torch.isfinite(t).all()))
     if bad:
         raise PackageCorruptError(
-            f"{WEIGHTS_NAME} of adapter {config.name!r} holds NaN or inf in {', '.join(bad[:5])}: the training run "
-            f"diverged; publish an earlier checkpoint (or pass check_finite=False to inspect it)")
+            f"{what} holds NaN or inf in {', '.join(bad[:5])}: the training run diverged; publish an earlier "
+            f"checkpoint{inspect_hint}")
     huge = sorted(k for k, t in floats.items() if float(t.abs().max()) > limits.max_abs_weight)
     if huge:
         raise PackageCorruptError(
-            f"{WEIGHTS_NAME} of adapter {config.name!r} holds values over {limits.max_abs_weight:g} in magnitude in "
+            f"{what} holds values over {limits.max_abs_weight:g} in magnitude in "
             f"{', '.join(huge[:5])}: no trained adapter has weights that large (they would drown the LLM's own "
             f"embeddings); the file is corrupt or was tampered with. Publish an earlier checkpoint, or raise "
             f"PackageLimits.max_abs_weight if the adapter is genuine")

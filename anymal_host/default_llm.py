@@ -16,7 +16,6 @@ import importlib.util
 import json
 import shutil
 import sys
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from adapters_hub.atomic import fsync_tree, replace_dir, temp_sibling, write_tex
 from adapters_hub.files import file_sha256
 
 from .errors import LLMLoadError
+from .extras import installed_version
 from .paths import anymal_home, honour_umask
 
 __all__ = ["DEFAULT_LLM_NAME", "DEFAULT_LLM_PACKAGE", "CACHE_FORMAT", "STORED_DTYPE", "default_llm_path",
@@ -98,7 +98,7 @@ def stale_reason(target: Path, gguf: Path) -> str | None:
         return f"it is in cache format {fmt}, this anymal writes format {CACHE_FORMAT} ({STORED_DTYPE} weights)"
     versions = record.get("versions")
     written = versions.get("transformers") if isinstance(versions, dict) else None
-    running = _version("transformers")
+    running = installed_version("transformers")
     if _major(written) != _major(running):
         return (f"it was converted with transformers {written or '(not recorded)'}, and transformers {running} "
                 "cannot read it reliably")
@@ -134,14 +134,6 @@ def _major(version_text: object) -> int | None:
     return int(head) if head.isdigit() else None
 
 
-def _version(distribution: str) -> str:
-    """An installed distribution's version, read without importing it (``"missing"`` when not installed)."""
-    try:
-        return version(distribution)
-    except PackageNotFoundError:
-        return "missing"
-
-
 def _record(gguf: Path) -> dict[str, Any]:
     """The marker's content: the cache format, what the weights are stored as, the source GGUF, and the
     versions that wrote the files."""
@@ -149,7 +141,7 @@ def _record(gguf: Path) -> dict[str, Any]:
     return {
         "format": CACHE_FORMAT, "name": DEFAULT_LLM_NAME, "dtype": STORED_DTYPE,
         "source": {"path": str(gguf), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": file_sha256(gguf)},
-        "versions": {name: _version(name) for name in _RECORDED},
+        "versions": {name: installed_version(name) for name in _RECORDED},
     }
 
 

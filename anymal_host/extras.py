@@ -12,11 +12,12 @@ so a missing package costs a second, not an hour of training:
 from __future__ import annotations
 
 import logging
+from importlib.metadata import PackageNotFoundError, version
 from importlib.util import find_spec
 
 from .errors import MissingExtraError
 
-__all__ = ["EXTRAS", "require_extra", "missing_modules", "quiet_bitsandbytes"]
+__all__ = ["EXTRAS", "require_extra", "missing_modules", "quiet_bitsandbytes", "installed_version"]
 
 #: extra -> {import name: distribution name}
 EXTRAS: dict[str, dict[str, str]] = {
@@ -52,3 +53,11 @@ def quiet_bitsandbytes(quantization: str | None) -> None:
     concerns 4-bit on a CPU only; an unquantized run would print it on every command."""
     if not quantization:
         logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+
+def installed_version(distribution: str) -> str:
+    """An installed distribution's version, read without importing it (``"missing"`` when not installed)."""
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "missing"

@@ -208,18 +208,19 @@ class AnymalHost:
         return lora
 
     def _put_with_lora(self, adapter: ModalityAdapter, name: str, source: str, kind: str, folder: str,
-                       activate: bool) -> str:
+                       activate: bool) -> AdapterSlot:
         """Put a package's adapter in place with its LoRA (if any) loaded first; nothing is left of either when
         something fails."""
         lora = self._load_lora(adapter, folder, name)
+        slot = AdapterSlot(name, adapter, source, kind, folder, lora)
         try:
             adapter.to(self.llm.device).eval()
-            self._put(AdapterSlot(name, adapter, source, kind, folder, lora), activate)
+            self._put(slot, activate)
         except BaseException:
             if lora is not None:
                 self.llm.loras.remove(lora)
             raise
-        return name
+        return slot
 
     def load_adapter(self, ref: str | os.PathLike[str], name: str | None = None, force: bool = False,
                      cache_dir: str | os.PathLike[str] | None = None, *, activate: bool = True,
@@ -254,7 +255,8 @@ class AnymalHost:
                          token=token)
         adapter = build_adapter(folder, self.registry, self.facts, force=force)
         return self._put_with_lora(adapter, _adapter_name(name if name is not None else adapter.config.name),
-                                   str(ref), "folder" if parsed.kind == "local" else "hub", str(folder), activate)
+                                   str(ref), "folder" if parsed.kind == "local" else "hub", str(folder),
+                                   activate).name
 
     def unload_adapter(self, name: str) -> None:
         """Remove an adapter; requests already running keep it until they finish."""
@@ -338,8 +340,7 @@ class AnymalHost:
             if loaded is not None and loaded.kind == "bundled" and loaded.folder == str(folder):
                 return loaded
             adapter = build_adapter(folder, self.registry, self.facts)
-            self._put_with_lora(adapter, name, str(folder), "bundled", str(folder), activate=False)
-            return self._state.slots[name]
+            return self._put_with_lora(adapter, name, str(folder), "bundled", str(folder), activate=False)
 
     def modality_of(self, attachment: Attachment) -> str:
         if attachment.modality is not None:

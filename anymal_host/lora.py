@@ -32,6 +32,8 @@ from adapters_hub import DEFAULT_LIMITS, AdapterPackageError, PackageCorruptErro
 if TYPE_CHECKING:
     import torch
 
+    from adapters_hub.st_header import SafetensorsHeader
+
     from .llm import LLM
 
 __all__ = ["LoraMismatchError", "LoraSpec", "LoraRouter", "check_lora", "read_lora_weights", "MAX_LORA_RANK",
@@ -68,8 +70,8 @@ class LoraSpec:
     config: dict[str, Any]
     # module name -> rank, for every module the LoRA changes
     ranks: dict[str, int]
-    # the checked safetensors header: tensor name -> shape
-    shapes: dict[str, tuple[int, ...]]
+    # the checked safetensors header of adapter_model.safetensors
+    header: "SafetensorsHeader"
 
 
 def check_lora(folder: str | Path, model: Any | None = None, *,
@@ -101,9 +103,9 @@ def check_lora(folder: str | Path, model: Any | None = None, *,
         raise LoraMismatchError(f"the LoRA's rank r={rank!r} is not an integer from 1 to {MAX_LORA_RANK}")
     header = read_safetensors_header(_member(folder, WEIGHTS_FILE), max_header_bytes=limits.max_header_bytes,
                                      name=f"lora/{WEIGHTS_FILE}")
-    shapes = {name: tuple(spec.shape) for name, spec in header.tensors.items()}
     parts: dict[str, dict[str, tuple[int, ...]]] = {}
-    for name, shape in shapes.items():
+    for name, info in header.tensors.items():
+        shape = tuple(info.shape)
         match = _KEY.match(name)
         if match is None:
             raise LoraMismatchError(f"lora/{WEIGHTS_FILE} holds {name!r}, which is not a LoRA matrix of a linear "
@@ -126,7 +128,7 @@ def check_lora(folder: str | Path, model: Any | None = None, *,
         ranks[module] = r_a
     if model is not None:
         _check_against(model, parts, config)
-    return LoraSpec(folder, config, ranks, shapes)
+    return LoraSpec(folder, config, ranks, header)
 
 
 def _member(folder: Path, name: str) -> Path:
@@ -162,28 +164,15 @@ def _check_against(model: Any, parts: dict[str, dict[str, tuple[int, ...]]], con
 def read_lora_weights(spec: LoraSpec, *, limits: PackageLimits = DEFAULT_LIMITS) -> dict[str, "torch.Tensor"]:
     """Read the LoRA's safetensors once: the bytes read are the bytes whose header was checked; NaN, inf and
     absurd values are refused."""
-    import torch
-    from safetensors.torch import load as load_bytes
+    from adapters_hub.package import check_weight_values, read_as_checked
 
-    from adapters_hub.files import read_regular_file
-    from adapters_hub.st_header import parse_safetensors_header
-
-    data = read_regular_file(_member(spec.folder, WEIGHTS_FILE), max_bytes=limits.max_file_bytes,
-                             what=f"lora/{WEIGHTS_FILE}")
-    header = parse_safetensors_header(data, max_header_bytes=limits.max_header_bytes, name=f"lora/{WEIGHTS_FILE}")
-    if {name: tuple(t.shape) for name, t in header.tensors.items()} != spec.shapes:
-        raise PackageCorruptError(f"lora/{WEIGHTS_FILE} changed between its check and its read: do not edit a "
-                                  f"package while a host loads it; pull it again")
-    tensors = load_bytes(data)
-    for name, tensor in tensors.items():
-        if not tensor.is_floating_point():
-            raise LoraMismatchError(f"lora/{WEIGHTS_FILE}: {name} is {tensor.dtype}, not floating point")
-        if not bool(torch.isfinite(tensor).all()):
-            raise PackageCorruptError(f"lora/{WEIGHTS_FILE}: {name} holds NaN or infinite values: the LoRA "
-                                      f"diverged in training; use an earlier checkpoint")
-        if tensor.numel() and float(tensor.abs().max()) > limits.max_abs_weight:
-            raise PackageCorruptError(f"lora/{WEIGHTS_FILE}: {name} has values past {limits.max_abs_weight}: "
-                                      f"not a trained LoRA")
+    name = f"lora/{WEIGHTS_FILE}"
+    tensors = read_as_checked(_member(spec.folder, WEIGHTS_FILE), spec.header, name=name, limits=limits)
+    not_float = sorted(k for k, t in tensors.items() if not t.is_floating_point())
+    if not_float:
+        raise LoraMismatchError(f"{name}: {', '.join(not_float[:3])} are not floating point: export the LoRA "
+                                f"again with peft's save_pretrained")
+    check_weight_values(tensors, limits, name)
     return tensors
 
 

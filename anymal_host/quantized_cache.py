@@ -22,7 +22,6 @@ import hashlib
 import json
 import shutil
 import sys
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,6 +29,7 @@ from tqdm.auto import tqdm
 
 from adapters_hub.atomic import fsync_tree, replace_dir, temp_sibling
 
+from .extras import installed_version
 from .paths import anymal_home, honour_umask
 
 __all__ = ["quantized_copy_dir", "load_quantized", "CACHE_FORMAT"]
@@ -40,20 +40,13 @@ _MARKER = "anymal_quantized.json"
 _SOURCE_FILES = ("config.json", "*.safetensors")
 
 
-def _version(distribution: str) -> str:
-    try:
-        return version(distribution)
-    except PackageNotFoundError:
-        return "missing"
-
-
 def _key(source: Path, settings: dict[str, Any]) -> dict[str, Any]:
     files = sorted(p for pattern in _SOURCE_FILES for p in source.glob(pattern))
     return {
         "format": CACHE_FORMAT, "source": str(source.resolve()),
         "files": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files],
-        "settings": settings, "bitsandbytes": _version("bitsandbytes"),
-        "transformers_major": _version("transformers").split(".", 1)[0],
+        "settings": settings, "bitsandbytes": installed_version("bitsandbytes"),
+        "transformers_major": installed_version("transformers").split(".", 1)[0],
     }
 
 

@@ -98,13 +98,21 @@ def main() -> None:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
 
-    hot, phases = [], {"resolve": [], "check+build+load": [], "swap": []}
-    for _ in range(args.repeats):
-        sync()
-        start = time.perf_counter()
-        host.load_adapter(ref, name="imu")
-        sync()
-        hot.append(time.perf_counter() - start)
+    def timed(action, repeats: int = args.repeats, after=None) -> list[float]:
+        """Seconds of each of ``repeats`` calls of ``action(i)``; ``after(i)`` runs untimed after each."""
+        times = []
+        for i in range(repeats):
+            sync()
+            start = time.perf_counter()
+            action(i)
+            sync()
+            times.append(time.perf_counter() - start)
+            if after is not None:
+                after(i)
+        return times
+
+    hot = timed(lambda i: host.load_adapter(ref, name="imu"))
+    phases = {"resolve": [], "check+build+load": [], "swap": []}
     from adapters_hub import resolve
 
     for _ in range(args.repeats):  # the same work, phase by phase
@@ -146,29 +154,22 @@ def main() -> None:
     peft_model.save_pretrained(lora_dir)
     peft_model.load_adapter(str(lora_dir), adapter_name="warm")  # warm
     peft_model.set_adapter("warm")
-    peft_times = []
-    for i in range(args.repeats):
-        sync()
-        start = time.perf_counter()
+
+    def peft_load(i: int) -> None:
         peft_model.load_adapter(str(lora_dir), adapter_name=f"bench{i}")
         peft_model.set_adapter(f"bench{i}")
-        sync()
-        peft_times.append(time.perf_counter() - start)
+
+    def peft_unload(i: int) -> None:
         peft_model.set_adapter("default")
         peft_model.delete_adapter(f"bench{i}")
+
+    peft_times = timed(peft_load, after=peft_unload)
 
     # ----- (e) before any LoRA: the plain model answering a batch ---------------------------------------------
     def batch_time(adapters: list[str]) -> float:
         prepared = [host.prepare([{"role": "user", "content": [Attachment(str(example), adapter=a),
                                                                "What is the person doing?"]}]) for a in adapters]
-        times = []
-        for _ in range(3):
-            sync()
-            start = time.perf_counter()
-            host.answer(prepared, max_new_tokens=16, min_new_tokens=16)
-            sync()
-            times.append(time.perf_counter() - start)
-        return statistics.median(times)
+        return statistics.median(timed(lambda i: host.answer(prepared, max_new_tokens=16, min_new_tokens=16), 3))
 
     plain_batch = batch_time(["imu"] * 8)
 
@@ -178,14 +179,8 @@ def main() -> None:
     save_adapter_package(stage2, config, adapter.weights_for_saving(), lora_dir=lora_dir)
     host.load_adapter(str(stage2), name="warm-s2")  # warm
     host.unload_adapter("warm-s2")
-    lora_loads = []
-    for _ in range(args.repeats):
-        sync()
-        start = time.perf_counter()
-        host.load_adapter(str(stage2), name="s2", activate=False)
-        sync()
-        lora_loads.append(time.perf_counter() - start)
-        host.unload_adapter("s2")
+    lora_loads = timed(lambda i: host.load_adapter(str(stage2), name="s2", activate=False),
+                       after=lambda i: host.unload_adapter("s2"))
     host.load_adapter(str(stage2), name="s2a", activate=False)
     host.load_adapter(str(stage2), name="s2b", activate=False)
     one_lora = batch_time(["s2a"] * 8)
