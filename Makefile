@@ -63,21 +63,41 @@ test: install
 bench: install
 	$(PY) bench/startup.py
 
-# The bundled IMU adapter, reproduced on this machine's CPU: encoder pre-alignment, stage-1 alignment, then
-# the best checkpoint exported (without trainer state) into the plugin, where the wheel ships it.
+# The bundled IMU adapter, reproduced on this machine's CPU: the window-statistics encoder (imu-stats-mlp)
+# pre-aligned to the LLM's caption embeddings, stage-1 alignment, then the best checkpoint exported (without
+# trainer state) into the plugin, where the wheel ships it. About 20 minutes on a 2-core CPU.
 IMU_RUN := runs/imu-linear
 IMU_BUNDLED := plugins/anymal-plugin-imu/src/anymal_plugin_imu/adapters/imu-linear
+IMU_ENCODER := --encoder-option name=imu-stats-mlp
 train-imu: install
-	$(VENV)/bin/anymal train pretrain-encoder --data imu:hapt --out runs/imu-pre --steps 300 --eval-every 100
-	$(VENV)/bin/anymal train align --data imu:hapt --init-encoder runs/imu-pre/encoder.safetensors \
-	  --out $(IMU_RUN) --name imu-linear --projector linear --steps 150 --eval-every 50 --val-items 48 \
-	  --batch-size 16 --lr 1e-3 --encoder-lr 1e-4
+	$(VENV)/bin/anymal train pretrain-encoder --data imu:hapt --out runs/imu-pre --steps 300 --eval-every 100 \
+	  $(IMU_ENCODER)
+	$(VENV)/bin/anymal train align --data imu:hapt --init-encoder runs/imu-pre/encoder.safetensors $(IMU_ENCODER) \
+	  --out $(IMU_RUN) --name imu-linear --projector linear --steps 300 --eval-every 50 --val-items 48 \
+	  --batch-size 16 --lr 1e-3 --encoder-lr 3e-4
 	$(VENV)/bin/anymal train export $(IMU_RUN)/best $(IMU_BUNDLED)
 
 # Accuracy from generated answers on the held-out people, with the text-only baseline beside it; the figures
 # go into the bundled adapter's config and model card.
 eval-imu: install
 	$(VENV)/bin/anymal eval --data imu:hapt --adapter $(IMU_BUNDLED) --out $(IMU_RUN)/eval --update-card
+
+# AnyMAL's stage 2 on IMU, compared: an instruction set written from imu:hapt (open, yes/no, compare, which,
+# follow-up; held-out people stay held out), then projector-only and LoRA stage 2 from the bundled stage-1
+# adapter with the same budget, each scored on the 600 held-out conversations beside stage 1 alone and the
+# text-only baseline (docs/instructions.md). About 40 minutes on a 2-core CPU.
+IMU_INSTRUCTIONS := runs/imu-instructions
+IMU_STAGE2 := $(VENV)/bin/anymal train instruct --data $(IMU_INSTRUCTIONS) --init-from $(IMU_BUNDLED) \
+	  --freeze-encoder --projector linear --steps 150 --eval-every 50 --val-items 64 --batch-size 16 --lr 3e-4
+compare-imu: install
+	test -d $(IMU_INSTRUCTIONS) || $(VENV)/bin/anymal instructions --from imu:hapt --out $(IMU_INSTRUCTIONS)
+	$(IMU_STAGE2) --lora-r 8 --name imu-linear-lora --out runs/imu-s2-lora
+	$(IMU_STAGE2) --lora-r 0 --name imu-linear-proj --out runs/imu-s2-proj
+	$(VENV)/bin/anymal eval --data $(IMU_INSTRUCTIONS) --adapter $(IMU_BUNDLED) --out runs/imu-s2-eval/stage1
+	$(VENV)/bin/anymal eval --data $(IMU_INSTRUCTIONS) --adapter runs/imu-s2-proj/best --out runs/imu-s2-eval/proj \
+	  --no-baseline
+	$(VENV)/bin/anymal eval --data $(IMU_INSTRUCTIONS) --adapter runs/imu-s2-lora/best --out runs/imu-s2-eval/lora \
+	  --no-baseline
 
 # The bundled image adapter: one Perceiver resampler over the frozen EfficientNet-Lite0's stride-16 feature map
 # (stage 3: 14 x 14 cells, where neighbouring objects still fall in different cells), trained on every image task

@@ -167,11 +167,12 @@ def adapters_command(adapters: tuple[str, ...], llm: str | None, check: bool, as
         click.echo(f"    source {row['source']}" + (f" @ {row['revision'][:12]}" if row.get("revision") else ""))
 
 
-from .cli_training import datasets_command, eval_command, train_group  # noqa: E402  (commands live in their own module)
+from .cli_training import datasets_command, eval_command, instructions_command, train_group  # noqa: E402
 
 cli.add_command(train_group)
 cli.add_command(eval_command)
 cli.add_command(datasets_command)
+cli.add_command(instructions_command)
 from .cli_plugin import plugin_group  # noqa: E402  (`anymal plugin new`: the scaffold)
 cli.add_command(plugin_group)
 from .cli_serve import serve_command  # noqa: E402  (`anymal serve`: FastAPI loads only when it runs)

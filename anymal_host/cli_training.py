@@ -1,5 +1,6 @@
-"""``anymal train``, ``anymal eval`` and ``anymal datasets``: the CLI twins of :func:`anymal_host.training.train`,
-:func:`anymal_host.evaluation.evaluate` and ``Registry.datasets``."""
+"""``anymal train``, ``anymal eval``, ``anymal datasets`` and ``anymal instructions``: the CLI twins of
+:func:`anymal_host.training.train`, :func:`anymal_host.evaluation.evaluate`, ``Registry.datasets`` and
+:func:`anymal_host.instruction_set.write_instruction_set`."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import click
 
-__all__ = ["train_group", "eval_command", "datasets_command"]
+__all__ = ["train_group", "eval_command", "datasets_command", "instructions_command"]
 
 
 def _parse_options(pairs: tuple[str, ...], what: str) -> dict[str, object]:
@@ -37,7 +38,9 @@ def train_group() -> None:
 
 def _train_options(function):
     options = [
-        click.option("--data", "dataset", required=True, help="Registered data set, modality:name (e.g. imu:hapt)."),
+        click.option("--data", "dataset", required=True,
+                     help="Registered data set, modality:name (e.g. imu:hapt), or an instruction set folder "
+                          "(`anymal instructions`, docs/instructions.md)."),
         click.option("--out", "output_dir", required=True, type=click.Path(file_okay=False),
                      help="Folder for checkpoints (each an adapter package), best/, last/, loss_curve.png."),
         click.option("--name", default=None, help="Adapter name (default MODALITY-PROJECTOR)."),
@@ -182,15 +185,24 @@ def export_command(checkpoint: str, destination: str) -> None:
 
 @train_group.command(name="instruct")
 @_train_options
-@click.option("--lora-r", default=8, show_default=True, help="LoRA rank on the LLM.")
+@click.option("--lora-r", default=8, show_default=True, type=click.IntRange(min=0),
+              help="LoRA rank on the LLM; 0 trains the projector (and encoder) only, the LLM stays frozen.")
 @click.option("--lora-alpha", default=16, show_default=True, help="LoRA alpha.")
 def instruct(**kwargs) -> None:
-    """Stage 2: instruction tuning with LoRA (peft) on the LLM, plus the projector (and encoder)."""
+    """Stage 2: instruction tuning with LoRA (peft) on the LLM, plus the projector (and encoder).
+
+    \b
+    Example (an instruction set from a plugin's data, then stage 2 from the stage-1 adapter):
+      anymal instructions --from imu:hapt --out runs/imu-instructions
+      anymal train instruct --data runs/imu-instructions --init-from runs/imu/best --out runs/imu-lora
+      anymal train instruct --data runs/imu-instructions --init-from runs/imu/best --lora-r 0 --out runs/imu-proj
+    """
     _run_training(2, **kwargs)
 
 
 @click.command(name="eval")
-@click.option("--data", "dataset", required=True, help="Registered data set, modality:name (e.g. imu:hapt).")
+@click.option("--data", "dataset", required=True,
+              help="Registered data set, modality:name (e.g. imu:hapt), or an instruction set folder.")
 @click.option("--adapter", "adapter_ref", default=None,
               help="Adapter ref or folder to evaluate (default: the modality's bundled adapter).")
 @click.option("--split", default="test", show_default=True, help="Split to answer (held-out people for imu:hapt).")
@@ -225,7 +237,13 @@ def eval_command(dataset: str, adapter_ref: str | None, split: str, output_dir: 
     if card_prefix is not None and not re.fullmatch(r"[A-Za-z0-9_]{1,40}", card_prefix):
         raise click.BadParameter(f"{card_prefix!r}: use letters, digits and '_' (at most 40), e.g. heldout",
                                  param_hint="--card-prefix")
+    from .instructions import is_instruction_set
+
     host = AnymalHost(llm)
+    if is_instruction_set(dataset):
+        _eval_instructions(host, dataset, adapter_ref, split, output_dir, limit, batch_size, max_new_tokens, question,
+                           no_baseline, build_options, update_card, card_prefix)
+        return
     spec = host.registry.dataset(dataset)
     name = host.load_adapter(adapter_ref) if adapter_ref else None
     report = evaluate(host, spec, split=split, adapter=name, question=question, batch_size=batch_size, limit=limit,
@@ -242,6 +260,74 @@ def eval_command(dataset: str, adapter_ref: str | None, split: str, output_dir: 
 
         write_metrics(Path(adapter_ref), prefixed(report.metrics_for_card(), card_prefix), command=_command_line())
         click.echo(f"updated metrics in {adapter_ref}")
+
+
+def _eval_instructions(host, folder: str, adapter_ref: str | None, split: str, output_dir: str | None,
+                       limit: int | None, batch_size: int, max_new_tokens: int, question: str | None,
+                       no_baseline: bool, build_options: tuple[str, ...], update_card: bool,
+                       card_prefix: str | None) -> None:
+    """``anymal eval --data FOLDER``: the instruction set's own questions, accuracy per task."""
+    from .evaluation.instructions import evaluate_instructions, save_instruction_report
+    from .instructions import instruction_dataset
+
+    if question is not None:
+        raise click.BadParameter("an instruction set asks its own questions: drop --question", param_hint="--question")
+    spec = instruction_dataset(folder, host.registry)
+    name = host.load_adapter(adapter_ref) if adapter_ref else None
+    report = evaluate_instructions(host, spec, split=split, adapter=name, batch_size=batch_size, limit=limit,
+                                   max_new_tokens=max_new_tokens, baseline=not no_baseline,
+                                   build_options=_parse_options(build_options, "--preprocess"))
+    click.echo(report.summary())
+    if output_dir:
+        click.echo(f"wrote {save_instruction_report(report, output_dir)}")
+    if update_card:
+        if not adapter_ref or not Path(adapter_ref).is_dir():
+            raise click.BadParameter("--update-card needs --adapter to be a local package folder", param_hint="--update-card")
+        from .card_metrics import prefixed, write_metrics
+
+        metrics = {f"{task}_accuracy": round(row["accuracy"], 4) for task, row in report.tasks.items()
+                   if row["accuracy"] is not None}
+        if report.accuracy is not None:
+            metrics["accuracy"] = round(report.accuracy, 4)
+        metrics["n_conversations"] = report.n
+        write_metrics(Path(adapter_ref), prefixed(metrics, card_prefix or "instructions"), command=_command_line())
+        click.echo(f"updated metrics in {adapter_ref}")
+
+
+@click.command(name="instructions")
+@click.option("--from", "dataset", required=True, help="Labelled data set to write conversations from (imu:hapt).")
+@click.option("--out", "output_dir", required=True, type=click.Path(file_okay=False),
+              help="New folder for train.jsonl, val.jsonl, test.jsonl and the attachment files.")
+@click.option("--train", "n_train", default=3000, show_default=True, help="Training conversations.")
+@click.option("--val", "n_val", default=200, show_default=True, help="Validation conversations.")
+@click.option("--test", "n_test", default=600, show_default=True, help="Held-out conversations.")
+@click.option("--seed", default=0, show_default=True, help="Seed for the tasks, signals and wording.")
+def instructions_command(dataset: str, output_dir: str, n_train: int, n_val: int, n_test: int, seed: int) -> None:
+    """Write a stage-2 instruction set from a plugin's labelled data set.
+
+    Open questions, yes/no questions, comparisons of two attachments, "which one" questions and multi-turn
+    follow-ups, each split from the data set's own split (held-out people stay held out). The format is
+    JSON Lines of OpenAI-style messages whose file parts name the attachment files (docs/instructions.md).
+
+    \b
+    Example:
+      anymal instructions --from imu:hapt --out runs/imu-instructions
+      anymal train instruct --data runs/imu-instructions --init-from runs/imu/best --out runs/imu-lora
+      anymal eval --data runs/imu-instructions --adapter runs/imu-lora/best --out runs/imu-lora/eval
+    """
+    from .instruction_set import write_instruction_set
+    from .plugins import get_registry
+
+    folder = Path(output_dir)
+    if folder.exists() and any(folder.iterdir()):
+        raise click.BadParameter(f"{folder} is not empty: pick a new folder (nothing is overwritten)",
+                                 param_hint="--out")
+    spec = get_registry().dataset(dataset)
+    report = write_instruction_set(spec, output_dir, {"train": n_train, "val": n_val, "test": n_test}, seed=seed)
+    for split, count in report.conversations.items():
+        click.echo(f"{split}: {count} conversations, {report.files[split]} attachment files")
+    click.echo("tasks: " + ", ".join(f"{task} {n}" for task, n in sorted(report.tasks.items())))
+    click.echo(f"wrote {report.folder}")
 
 
 def _command_line() -> str:

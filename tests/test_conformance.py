@@ -26,11 +26,7 @@ def _imu_data_missing() -> str | None:
     """Why ``imu:hapt`` cannot be built here (its data package is not installed), or None."""
     from anymal_plugin_imu import hapt
 
-    try:
-        hapt.hapt_pickle_path()
-    except hapt.HaptDataError as exc:
-        return str(exc)
-    return None
+    return hapt.data_missing()
 
 
 #: Data sets whose build needs data that may not be installed: name -> a function giving the reason, or None.

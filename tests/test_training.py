@@ -161,6 +161,19 @@ def test_init_from_starts_a_fresh_run_from_a_trained_package(tmp_path, host):
               progress=False)
 
 
+def test_init_from_takes_the_packages_encoder_unless_the_run_names_one(tmp_path, host):
+    from anymal_host.errors import TrainConfigError
+
+    first = train(config(tmp_path / "a", encoder={"name": "toy", "width": 6}, steps=2, eval_every=2), host,
+                  progress=False)
+    second = train(config(tmp_path / "b", encoder={}, init_from=str(first.best_dir), steps=1, eval_every=1), host,
+                   progress=False)
+    cfg, _ = load_adapter_package(second.best_dir)
+    assert (cfg.encoder.name, cfg.encoder.config) == ("toy", {"width": 6})
+    with pytest.raises(TrainConfigError, match="trained with another setup.*encoder"):
+        train(config(tmp_path / "c", init_from=str(first.best_dir), steps=1, eval_every=1), host, progress=False)
+
+
 def test_unknown_dataset_is_explained(tmp_path, host):
     from anymal_host import UnknownModalityError
 

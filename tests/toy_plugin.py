@@ -96,7 +96,10 @@ def _toy_levels(split: str, **options: Any) -> list[dict[str, Any]]:
     for i in range(16):
         high = i % 2 == 0
         signal = torch.full((12, 2), 1.0 if high else -1.0) + 0.05 * torch.randn(12, 2, generator=generator)
-        items.append({"signal": signal, "caption": "It is high." if high else "It is low.", "label": "high" if high else "low"})
+        # "source": the signal as a .toy file's bytes, so an instruction set can be written from this data set
+        source = "".join(f"{a:.6f} {b:.6f}\n" for a, b in signal.tolist()).encode()
+        items.append({"signal": signal, "caption": "It is high." if high else "It is low.", "label": "high" if high else "low",
+                      "source": source, "source_suffix": ".toy"})
     return items
 
 
@@ -113,4 +116,5 @@ def register_projectors(register):
 @hookimpl
 def register_datasets(register):
     register(DatasetSpec(name="toy:ramps", modality="toy", build=_toy_dataset, description="rising and falling ramps"))
-    register(DatasetSpec(name="toy:levels", modality="toy", build=_toy_levels, description="high and low levels"))
+    register(DatasetSpec(name="toy:levels", modality="toy", build=_toy_levels, description="high and low levels",
+                         labels=("high", "low"), info={"label_noun": "level", "signal_noun": "toy signal"}))

@@ -56,13 +56,7 @@ def evaluate(
         task: name for model-card keys (``activity`` -> ``activity_accuracy``); default ``dataset.info["task"]``.
         caption_scores: compute BLEU-4 / ROUGE-L / CIDEr (needs sacrebleu, rouge-score, pycocoevalcap).
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    if caption_scores:
-        require_caption_packages()
-    adapter = _answering_adapter(host, adapter, dataset.modality)
-    # The data is built the way the adapter was trained: its recorded preprocessing, then any explicit options.
-    options = {**host.adapters[adapter].adapter.config.preprocessing, **dict(build_options or {})}
+    adapter, options = prepare_run(host, adapter, dataset.modality, batch_size, caption_scores, build_options)
 
     items = select_items(list(dataset.build(split, **options)), limit, seed)
     if not items:
@@ -99,6 +93,19 @@ def evaluate(
         report.baseline = score([text_only[q] for q in asked], references, classes.true_labels, classes.labels,
                                 classes.parse, adapter=None, n_examples=len(distinct), **common)
     return report
+
+
+def prepare_run(host: AnymalHost, adapter: str | None, modality: str, batch_size: int, caption_scores: bool,
+                build_options: Mapping[str, Any] | None) -> tuple[str, dict[str, Any]]:
+    """What every evaluation checks and decides before answering: the answering adapter's name
+    (:func:`_answering_adapter`) and the options to build the data with."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if caption_scores:
+        require_caption_packages()
+    adapter = _answering_adapter(host, adapter, modality)
+    # The data is built the way the adapter was trained: its recorded preprocessing, then any explicit options.
+    return adapter, {**host.adapters[adapter].adapter.config.preprocessing, **dict(build_options or {})}
 
 
 def _answering_adapter(host: AnymalHost, adapter: str | None, modality: str) -> str:

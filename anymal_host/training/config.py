@@ -28,7 +28,8 @@ class TrainConfig:
     init_encoder: str | None = None
     # Start the projector (and the encoder) from this adapter package's weights, with a fresh schedule: a
     # stage-1 ``best/`` for stage 2, as AnyMAL does, or a trained adapter to go on training on other data. The
-    # package must be for this LLM and have this run's modality, encoder, projector and token count.
+    # package must be for this LLM and have this run's modality, encoder, projector and token count; with no
+    # ``encoder`` given, the package's encoder config is used.
     init_from: str | None = None
     # Whether the encoder trains too (it starts from the plugin's weights, or from scratch if it ships none).
     train_encoder: bool = True
@@ -68,7 +69,7 @@ class TrainConfig:
     max_train_items: int | None = None
     # Seed for initialisation, data order and question choice.
     seed: int = 0
-    # LoRA rank for stage 2 (peft); ignored in stage 1.
+    # LoRA rank for stage 2 (peft); 0 = projector-only stage 2 (the LLM stays frozen); ignored in stage 1.
     lora_r: int = 8
     # LoRA alpha for stage 2.
     lora_alpha: int = 16
@@ -84,6 +85,11 @@ class TrainConfig:
     resume_from: str | None = None
     # Keep at most this many step checkpoints besides ``best/`` (oldest removed first).
     keep_checkpoints: int = 3
+
+    @property
+    def trains_lora(self) -> bool:
+        """Whether this run trains a LoRA on the LLM: stage 2 with a rank above 0."""
+        return self.stage == 2 and self.lora_r > 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

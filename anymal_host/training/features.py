@@ -9,13 +9,14 @@ The items keep everything else (caption, label, questions), so nothing downstrea
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
 from ..modality import pad_sequences
+from ..prompt import Attachment
 
 __all__ = ["EncodedSignal", "encoder_is_frozen", "encode_items", "collate_encoded", "cached_bytes"]
 
@@ -34,7 +35,8 @@ def encoder_is_frozen(adapter: Any) -> bool:
 
 def encode_items(adapter: Any, modality: Any, splits: Sequence[Sequence[Mapping[str, Any]]], batch_size: int,
                  progress: bool = True) -> list[list[dict[str, Any]]]:
-    """Copies of the items of each split with ``signal`` replaced by its :class:`EncodedSignal`.
+    """Copies of the items of each split with every signal replaced by its :class:`EncodedSignal`: the
+    ``signal`` of a data set's item, or each attachment of an instruction's ``messages``.
 
     Items that share one signal object (the same image asked several questions) are encoded once and share the
     result. The encoder runs in eval mode, the mode it serves in, and is put back as it was.
@@ -42,7 +44,8 @@ def encode_items(adapter: Any, modality: Any, splits: Sequence[Sequence[Mapping[
     unique: dict[int, torch.Tensor] = {}
     for items in splits:
         for item in items:
-            unique.setdefault(id(item["signal"]), item["signal"])
+            for signal in _signals_of(item):
+                unique.setdefault(id(signal), signal)
     keys = list(unique)
     encoded: dict[int, EncodedSignal] = {}
     encoder = adapter.encoder
@@ -61,7 +64,23 @@ def encode_items(adapter: Any, modality: Any, splits: Sequence[Sequence[Mapping[
                 bar.update(len(chunk))
     finally:
         encoder.train(was_training)
-    return [[{**item, "signal": encoded[id(item["signal"])]} for item in items] for items in splits]
+    return [[_with_encoded(item, encoded) for item in items] for items in splits]
+
+
+def _signals_of(item: Mapping[str, Any]) -> list[torch.Tensor]:
+    if "messages" in item:
+        return [part.source for message in item["messages"] for part in message["content"]
+                if isinstance(part, Attachment)]
+    return [item["signal"]]
+
+
+def _with_encoded(item: Mapping[str, Any], encoded: Mapping[int, EncodedSignal]) -> dict[str, Any]:
+    if "messages" not in item:
+        return {**item, "signal": encoded[id(item["signal"])]}
+    messages = [{**message, "content": [replace(part, source=encoded[id(part.source)]) if isinstance(part, Attachment)
+                                        else part for part in message["content"]]}
+                for message in item["messages"]]
+    return {**item, "messages": messages}
 
 
 def collate_encoded(sources: Sequence[EncodedSignal]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,7 +93,7 @@ def cached_bytes(splits: Sequence[Sequence[Mapping[str, Any]]]) -> int:
     seen: dict[int, int] = {}
     for items in splits:
         for item in items:
-            signal = item["signal"]
-            if isinstance(signal, EncodedSignal):
-                seen[id(signal.features)] = signal.features.numel() * signal.features.element_size()
+            for signal in _signals_of(item):
+                if isinstance(signal, EncodedSignal):
+                    seen[id(signal.features)] = signal.features.numel() * signal.features.element_size()
     return sum(seen.values())

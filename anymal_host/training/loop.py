@@ -8,6 +8,7 @@ uses (:func:`anymal_host.prompt.assemble`), so what is trained is what is served
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -26,6 +27,7 @@ from adapters_hub import WEIGHTS_NAME, AdapterConfig, EncoderRef, LLMRef, Projec
 from ..adapter import ModalityAdapter, run_collated
 from ..evaluation.selection import select_items
 from ..host import AnymalHost
+from ..instructions import dataset_for
 from ..llm import LLMOptions
 from ..modality import DatasetSpec
 from ..prompt import Attachment, assemble
@@ -102,7 +104,7 @@ class _Run:
         """Build the adapter, optimiser and scheduler (restored from ``resume_from``), place them, load the data."""
         from ..extras import quiet_bitsandbytes, require_extra
 
-        require_extra("train", "training", ("accelerate", "matplotlib") + (("peft",) if config.stage == 2 else ()))
+        require_extra("train", "training", ("accelerate", "matplotlib") + (("peft",) if config.trains_lora else ()))
         if config.quantization:
             require_extra("quantize", f"training with --quantize {config.quantization}")
         quiet_bitsandbytes(config.quantization)
@@ -115,11 +117,14 @@ class _Run:
         accelerator = Accelerator(cpu=not torch.cuda.is_available())
         host = host or AnymalHost(llm_options=LLMOptions(quantization=config.quantization))
         llm = host.llm
-        spec = host.registry.dataset(config.dataset)
+        spec = dataset_for(config.dataset, host.registry)
         modality = host.registry.modality(spec.modality)
         output = Path(config.output_dir)
         output.mkdir(parents=True, exist_ok=True)
 
+        if config.init_from and not config.encoder:
+            # Starting from a package: its encoder unless the run names one (a mismatch is refused below).
+            config = dataclasses.replace(config, encoder=_package_encoder(Path(config.init_from)))
         adapter_config = _adapter_config(config, host, spec)
         torch.manual_seed(config.seed)
         adapter = ModalityAdapter.from_config(adapter_config, host.registry)
@@ -130,14 +135,16 @@ class _Run:
         if config.init_encoder:
             _init_encoder(adapter, Path(config.init_encoder))
         adapter.set_trainable()
-        lora_dir = output / ".lora" if config.stage == 2 else None
-        if config.stage == 2:
+        if config.lora_r < 0:
+            raise TrainConfigError(f"lora_r must be 0 (projector-only stage 2) or a positive rank, got {config.lora_r}")
+        lora_dir = output / ".lora" if config.trains_lora else None
+        if config.trains_lora:
             _add_lora(llm, config)
 
         groups = [{"params": list(adapter.projector.parameters()), "lr": config.lr}]
         if config.train_encoder:
             groups.append({"params": list(adapter.encoder.parameters()), "lr": config.encoder_lr or config.lr})
-        if config.stage == 2:
+        if config.trains_lora:
             groups.append({"params": [p for p in llm.model.parameters() if p.requires_grad], "lr": config.lr})
         optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
         scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
@@ -148,7 +155,7 @@ class _Run:
             _, tensors = load_adapter_package(resumed, installed_modalities=host.registry.modalities,
                                               host_hidden_size=llm.hidden_size, host_fingerprint=llm.fingerprint)
             adapter.load_state_dict(tensors, strict=False)
-            if config.stage == 2:
+            if config.trains_lora:
                 _restore_lora(llm, resumed)
             state = load_trainer_state(resumed, optimizer, scheduler)
 
@@ -177,14 +184,18 @@ class _Run:
         answers = ValidationAnswers.pick(spec, val_split, config.val_generate, config.seed)
         questions = spec.questions or tuple(q.format(modality=spec.modality) for q in GENERIC_QUESTIONS)
         _log(accelerator, f"training {adapter_config.name}: {len(train_items)} train / {len(val_items)} val examples, "
-                          f"{_count(adapter, trainable=True):,} trainable parameters, stage {config.stage}, "
+                          f"{_count(adapter, trainable=True):,} trainable adapter parameters"
+                          + (f" + {sum(p.numel() for p in llm.model.parameters() if p.requires_grad):,} LoRA"
+                             if config.trains_lora else "") + f", stage {config.stage}, "
                           f"device {accelerator.device}, {accelerator.num_processes} process(es)")
         if answers is not None:
             _log(accelerator, f"validation accuracy: {len(answers.items)} answers to {answers.question!r}, classes "
                               f"{', '.join(answers.classes.labels)}")
         else:
-            _log(accelerator, "validation accuracy: off (" + ("--val-generate is 0" if config.val_generate <= 0 else
-                                                              "the validation items carry no labels") + ")")
+            why = ("--val-generate is 0" if config.val_generate <= 0
+                   else "instruction conversations are scored by `anymal eval --data FOLDER`"
+                   if spec.info.get("format") == "jsonl" else "the validation items carry no labels")
+            _log(accelerator, f"validation accuracy: off ({why})")
         bar = tqdm(total=config.steps, initial=state["step"], desc="training", unit="step",
                    disable=not progress or not accelerator.is_main_process)
         return cls(config, accelerator, llm, spec, modality, adapter, adapter_config, optimizer, scheduler, state,
@@ -310,6 +321,18 @@ def _adapter_config(config: TrainConfig, host: AnymalHost, spec: DatasetSpec) ->
     )
 
 
+def _package_encoder(source: Path) -> dict[str, Any]:
+    """The encoder config (``name`` included) of the adapter package at ``source``; ``{}`` when it has none to
+    read (``_init_from_package`` then says what is wrong with the folder)."""
+    from adapters_hub import read_package_config
+
+    try:
+        encoder = read_package_config(source).encoder
+    except Exception:  # noqa: BLE001 - reported with the fix by _init_from_package's full checks
+        return {}
+    return {"name": encoder.name, **encoder.config}
+
+
 def _init_from_package(adapter: ModalityAdapter, source: Path, host: AnymalHost) -> None:
     """Copy a trained adapter package's projector and encoder weights into this run's fresh adapter, after the
     checks a host runs before serving the package (for this LLM, safetensors, sizes, a working example)."""
@@ -379,6 +402,8 @@ def _restore_lora(llm: Any, checkpoint: Path) -> None:
 
 
 def _conversation(item: dict[str, Any], spec: DatasetSpec, questions: Sequence[str], rng: random.Random) -> list[dict[str, Any]]:
+    if "messages" in item:  # an instruction set's conversation (anymal_host.instructions): used as written
+        return item["messages"]
     # An item's own questions ("question", or a choice of "questions") win over the data set's: one data set
     # can then mix tasks (shape, colour, count) with a question that fits each caption.
     own = item.get("questions") or ([item["question"]] if item.get("question") else None)

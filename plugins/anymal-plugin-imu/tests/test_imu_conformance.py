@@ -10,21 +10,13 @@ from anymal_host.testing import check_modality, check_plugin
 from anymal_plugin_imu import ImuModality, hapt
 
 
-def _hapt_missing() -> str | None:
-    try:
-        hapt.hapt_pickle_path()
-    except hapt.HaptDataError as exc:
-        return str(exc)
-    return None
-
-
 def test_the_plugin_conforms_without_its_data_set():
     """Modality, encoder, bundled adapters: everything but imu:hapt, which needs the data package."""
     check_plugin(imu_plugin, skip=["imu:hapt"])
 
 
 def test_the_plugin_conforms_with_its_data_set():
-    reason = _hapt_missing()
+    reason = hapt.data_missing()
     if reason:
         pytest.skip(f"imu:hapt needs its data package: {reason}")
     check_plugin(imu_plugin)

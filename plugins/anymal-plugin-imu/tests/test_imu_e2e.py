@@ -33,24 +33,17 @@ def test_an_adapter_is_bundled():
     assert any(ADAPTERS_DIR.glob("*/anymal_adapter.json")), "the plugin wheel must ship a trained adapter"
 
 
-# The shipped examples were cut from held-out people before any adapter existed. The bundled adapter answers the
-# sitting example with "standing" (sitting vs standing is the classic confusion of waist-worn IMU data); every
-# other example must be named exactly, and the sitting one must at least be a static posture.
-STATIC = {"sitting", "standing", "lying"}
-
-
+# The shipped examples were cut from held-out people before any adapter existed. The bundled adapter must name
+# every one exactly, sitting included (sitting vs standing is the classic confusion of waist-worn IMU data; the
+# window-statistics encoder reads the posture from the direction of gravity).
 @pytest.fixture(scope="module")
 def answers(host):
     return {a: host.chat(QUESTION, attachments=[str(example_path(a))], max_new_tokens=24) for a in ACTIVITIES}
 
 
-@pytest.mark.parametrize("activity", [a for a in ACTIVITIES if a != "sitting"])
+@pytest.mark.parametrize("activity", ACTIVITIES)
 def test_each_example_recording_is_named_correctly(answers, activity):
     assert activity_from_text(answers[activity]) == activity, answers[activity]
-
-
-def test_the_sitting_example_is_a_static_posture(answers):
-    assert activity_from_text(answers["sitting"]) in STATIC, answers["sitting"]
 
 
 def test_all_examples_in_one_batch_match_one_by_one(host, answers):

@@ -75,7 +75,7 @@ def test_build_items(recordings):
     items = hapt.build("test")
     assert len(items) == 2874
     first = items[0]
-    assert set(first) == {"signal", "caption", "label", "label_id", "user"}
+    assert set(first) == {"signal", "caption", "label", "label_id", "user", "source"}
     assert first["signal"].shape == (128, 6) and first["signal"].dtype == torch.float32
     assert {it["label"] for it in items} == set(ACTIVITIES)
     assert {it["user"] for it in items} == set(hapt.TEST_USERS)
@@ -85,6 +85,9 @@ def test_build_items(recordings):
     x, _, _ = hapt.hapt_windows("test", recordings=recordings)
     imu = ImuModality()
     torch.testing.assert_close(first["signal"], imu.preprocess(imu.load(x[0])))
+    # "source" is that raw window, what the modality loads back (anymal instructions writes it as .npy)
+    assert np.array_equal(first["source"], x[0])
+    torch.testing.assert_close(first["signal"], imu.preprocess(imu.load(first["source"])))
 
 
 def test_build_is_deterministic_and_limit_is_balanced():

