@@ -85,7 +85,7 @@ eval-imu: install
 # AnyMAL's stage 2 on IMU, compared: an instruction set written from imu:hapt (open, yes/no, compare, which,
 # follow-up; held-out people stay held out), then projector-only and LoRA stage 2 from the bundled stage-1
 # adapter with the same budget, each scored on the 600 held-out conversations beside stage 1 alone and the
-# text-only baseline (docs/instructions.md). About 40 minutes on a 2-core CPU.
+# text-only baseline (docs/instructions.md). About 45 minutes on a 2-core CPU.
 IMU_INSTRUCTIONS := runs/imu-instructions
 IMU_STAGE2 := $(VENV)/bin/anymal train instruct --data $(IMU_INSTRUCTIONS) --init-from $(IMU_BUNDLED) \
 	  --freeze-encoder --projector linear --steps 150 --eval-every 50 --val-items 64 --batch-size 16 --lr 3e-4
