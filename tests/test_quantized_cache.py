@@ -29,6 +29,12 @@ def tiny_dir(tmp_path_factory):
     return folder
 
 
+def test_skip_modules_default_to_the_lm_head_and_in_4bit_the_queries_and_keys():
+    assert LLMOptions().skip_modules == LLMOptions(quantization="8bit").skip_modules == ["lm_head"]
+    assert LLMOptions(quantization="4bit").skip_modules == ["lm_head", "q_proj", "k_proj"]
+    assert LLMOptions(quantization="4bit", skip_modules=["lm_head"]).skip_modules == ["lm_head"]  # as asked
+
+
 def _settings(options: LLMOptions) -> dict:
     return {"quantization": options.quantization, "skip_modules": sorted(options.skip_modules),
             "dtype": str(torch.float32), "device": "cpu", "trust_remote_code": False}
@@ -52,8 +58,13 @@ def test_the_first_quantized_load_writes_a_copy_that_later_loads_read(tmp_path, 
     layer = bnb.nn.Linear4bit if mode == "4bit" else bnb.nn.Linear8bitLt
     second = LLM.load(str(tiny_dir), options, progress=False)
     quantized = [m for m in second.model.modules() if isinstance(m, layer)]
-    assert len(quantized) == 2 * 7  # every linear layer of both decoder layers; the LM head is skipped
+    # every linear layer of both decoder layers but, in 4-bit, the attention's query and key projections
+    # (FULL_PRECISION_4BIT); the LM head is always skipped
+    assert len(quantized) == 2 * (5 if mode == "4bit" else 7)
     assert not isinstance(second.model.lm_head, layer)
+    attention = second.model.model.layers[0].self_attn
+    assert isinstance(attention.q_proj, layer) == isinstance(attention.k_proj, layer) == (mode == "8bit")
+    assert isinstance(attention.v_proj, layer) and isinstance(attention.o_proj, layer)
     assert _answer(second) == _answer(first)  # the copy holds exactly the quantized weights
     assert second.fingerprint == first.fingerprint == LLM.load(str(tiny_dir), progress=False).fingerprint
 
