@@ -318,12 +318,11 @@ def instructions_command(dataset: str, output_dir: str, n_train: int, n_val: int
     from .instruction_set import write_instruction_set
     from .plugins import get_registry
 
-    folder = Path(output_dir)
-    if folder.exists() and any(folder.iterdir()):
-        raise click.BadParameter(f"{folder} is not empty: pick a new folder (nothing is overwritten)",
-                                 param_hint="--out")
     spec = get_registry().dataset(dataset)
-    report = write_instruction_set(spec, output_dir, {"train": n_train, "val": n_val, "test": n_test}, seed=seed)
+    try:
+        report = write_instruction_set(spec, output_dir, {"train": n_train, "val": n_val, "test": n_test}, seed=seed)
+    except FileExistsError as exc:  # a usage error: the folder the user named holds something
+        raise click.BadParameter(str(exc), param_hint="--out") from None
     for split, count in report.conversations.items():
         click.echo(f"{split}: {count} conversations, {report.files[split]} attachment files")
     click.echo("tasks: " + ", ".join(f"{task} {n}" for task, n in sorted(report.tasks.items())))

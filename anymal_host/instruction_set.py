@@ -113,9 +113,8 @@ class _Maker:
 
     def open(self) -> dict[str, Any]:
         index = self._any()
-        question = self.rng.choice(list(self.spec.questions) or [f"Describe this {self.thing}."])
-        return self._record([self._ask(question, index)], self.items[index]["caption"],
-                            {"kind": "label", "answer": self.items[index]["label"], "dataset": self.spec.name})
+        return self._record([self._ask(self._question(), index)], self.items[index]["caption"],
+                            self._label_check(index))
 
     def yes_no(self) -> dict[str, Any]:
         index = self._any()
@@ -149,13 +148,12 @@ class _Maker:
 
     def follow_up(self) -> dict[str, Any]:
         first, second = self._any(), self._any()
-        question = self.rng.choice(list(self.spec.questions) or [f"Describe this {self.thing}."])
+        question = self._question()
         follow = self.rng.choice([f"And in this one, what is the {self.noun}?", f"What about this {self.thing}?",
                                   f"Now this {self.thing}: what is the {self.noun}?"])
         messages = [self._ask(question, first), {"role": "assistant", "content": self.items[first]["caption"]},
                     self._ask(follow, second)]
-        return self._record(messages, self.items[second]["caption"],
-                            {"kind": "label", "answer": self.items[second]["label"], "dataset": self.spec.name})
+        return self._record(messages, self.items[second]["caption"], self._label_check(second))
 
     # --- helpers ---------------------------------------------------------------------------------------
 
@@ -167,6 +165,13 @@ class _Maker:
         files = [{"type": "file", "file": {"path": self._file(i)}} for i in indices]
         text = {"type": "text", "text": question}
         return {"role": "user", "content": files + [text] if self.rng.random() < 0.7 else [text] + files}
+
+    def _question(self) -> str:
+        """One of the data set's own questions (a generic one when it has none)."""
+        return self.rng.choice(list(self.spec.questions) or [f"Describe this {self.thing}."])
+
+    def _label_check(self, index: int) -> dict[str, str]:
+        return {"kind": "label", "answer": self.items[index]["label"], "dataset": self.spec.name}
 
     def _any(self) -> int:
         return self.rng.randrange(len(self.items))

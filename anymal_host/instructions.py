@@ -34,9 +34,9 @@ data set. :mod:`anymal_host.instruction_set` writes one from a plugin's data set
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from .errors import AnymalError
 from .prompt import Attachment
@@ -215,28 +215,38 @@ def _check(check: Any, where: str) -> Check | None:
 
 
 def _modality_of(folder: Path, registry: Registry) -> str:
-    """The modality of the first attachment the set's first split file names (every other one must match)."""
+    """The modality of the first attachment the set's split files name (every other one must match)."""
     for split in SPLITS:
         path = folder / f"{split}.jsonl"
         if not path.is_file():
             continue
         with path.open(encoding="utf-8") as lines:
             for line in lines:
+                relative = next(_file_paths(line), None)
+                if relative is None:
+                    continue
                 try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # read_instructions reports it with its line number
-                for message in record.get("messages") or () if isinstance(record, Mapping) else ():
-                    content = message.get("content") if isinstance(message, Mapping) else None
-                    for part in content if isinstance(content, list) else ():
-                        relative = (part.get("file") or {}).get("path") if isinstance(part, Mapping) else None
-                        if isinstance(relative, str):
-                            try:
-                                return registry.modality_for(relative).name
-                            except Exception as exc:
-                                raise InstructionFormatError(f"{path}: {exc}") from None
+                    return registry.modality_for(relative).name
+                except Exception as exc:  # UnsupportedAttachmentError names the plugin to install
+                    raise InstructionFormatError(f"{path}: {exc}") from None
     raise InstructionFormatError(f"{folder}: no attachment in any split file: each conversation names at least one "
                                  "file ({'type': 'file', 'file': {'path': ...}})")
+
+
+def _file_paths(line: str) -> Iterator[str]:
+    """The attachment paths one JSONL line names, read leniently: a malformed line names none here, and
+    :func:`read_instructions` reports it with its line number."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return
+    messages = record.get("messages") if isinstance(record, Mapping) else None
+    for message in messages if isinstance(messages, list) else ():
+        content = message.get("content") if isinstance(message, Mapping) else None
+        for part in content if isinstance(content, list) else ():
+            file = part.get("file") if isinstance(part, Mapping) else None
+            if isinstance(file, Mapping) and isinstance(file.get("path"), str):
+                yield file["path"]
 
 
 def conversation_prompt(item: Mapping[str, Any], adapter: str | None = None, *,
@@ -247,11 +257,10 @@ def conversation_prompt(item: Mapping[str, Any], adapter: str | None = None, *,
     for message in item["messages"][:-1]:
         parts: list[Any] = []
         for part in message["content"]:
-            if isinstance(part, Attachment):
-                if with_attachments:
-                    parts.append(Attachment(part.source, modality=part.modality, adapter=adapter, preprocessed=True))
-            else:
+            if not isinstance(part, Attachment):
                 parts.append(part)
+            elif with_attachments:
+                parts.append(replace(part, adapter=adapter))
         out.append({"role": message["role"], "content": parts})
     return out
 

@@ -63,6 +63,7 @@ class InstructionReport:
         """A table a person reads: accuracy per task, overall and caption metrics, the baseline beside each."""
         other = self.baseline
         pct = lambda v: "-" if v is None else f"{v:.1%}"
+        fmt = lambda v: "-" if v is None else f"{v:.3f}"
         lines = [f"{self.dataset} [{self.split}], {self.n} conversations, adapter {self.adapter}",
                  f"{'task':<12} {'n':>5} {'accuracy':>9} {'text only':>10}"]
         for task, row in sorted(self.tasks.items()):
@@ -72,7 +73,6 @@ class InstructionReport:
                      f"{pct(self.accuracy):>9} {pct(other.accuracy if other else None):>10}")
         for name in ("bleu4", "rouge_l", "cider"):
             value, base = getattr(self, name), getattr(other, name) if other else None
-            fmt = lambda v: "-" if v is None else f"{v:.3f}"
             lines.append(f"{name:<12} {'':>5} {fmt(value):>9} {fmt(base):>10}")
         return "\n".join(lines)
 

@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from ..instructions import attachments_of
 from ..modality import pad_sequences
 from ..prompt import Attachment
 
@@ -67,10 +68,9 @@ def encode_items(adapter: Any, modality: Any, splits: Sequence[Sequence[Mapping[
     return [[_with_encoded(item, encoded) for item in items] for items in splits]
 
 
-def _signals_of(item: Mapping[str, Any]) -> list[torch.Tensor]:
-    if "messages" in item:
-        return [part.source for message in item["messages"] for part in message["content"]
-                if isinstance(part, Attachment)]
+def _signals_of(item: Mapping[str, Any]) -> list[Any]:
+    if "messages" in item:  # an instruction set's conversation
+        return [attachment.source for attachment in attachments_of(item)]
     return [item["signal"]]
 
 

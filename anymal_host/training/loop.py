@@ -111,6 +111,8 @@ class _Run:
         from accelerate import Accelerator
         from transformers import get_cosine_schedule_with_warmup
 
+        if config.lora_r < 0:
+            raise TrainConfigError(f"lora_r must be 0 (projector-only stage 2) or a positive rank, got {config.lora_r}")
         if "seed" in config.preprocessing:  # before anything is built: it would only fail at the data's build
             raise TrainConfigError("the preprocessing option 'seed' clashes with the seed training passes to the data "
                                    "set's build: set TrainConfig.seed / --seed instead")
@@ -135,8 +137,6 @@ class _Run:
         if config.init_encoder:
             _init_encoder(adapter, Path(config.init_encoder))
         adapter.set_trainable()
-        if config.lora_r < 0:
-            raise TrainConfigError(f"lora_r must be 0 (projector-only stage 2) or a positive rank, got {config.lora_r}")
         lora_dir = output / ".lora" if config.trains_lora else None
         if config.trains_lora:
             _add_lora(llm, config)

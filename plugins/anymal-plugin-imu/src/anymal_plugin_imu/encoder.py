@@ -46,16 +46,21 @@ class ImuEncoderConfig:
         if self.name != "imu-conv-transformer":
             raise ValueError(f"ImuEncoderConfig configures imu-conv-transformer, not {self.name!r}: build other "
                              f"encoders with build_encoder({{\"name\": ...}}) ({', '.join(ENCODER_NAMES)})")
-        for field in ("in_channels", "width", "depth", "heads", "ff_mult", "kernel_size"):
-            if int(getattr(self, field)) < 1:
-                raise ValueError(f"IMU encoder {field} must be at least 1, got {getattr(self, field)!r}")
+        check_sizes(self, "IMU encoder", ("in_channels", "width", "depth", "heads", "ff_mult", "kernel_size"))
         if self.width % self.heads:
             raise ValueError(f"IMU encoder width {self.width} is not divisible by heads {self.heads}: "
                              "pick a width that is a multiple of the number of heads")
         if self.kernel_size % 2 == 0:
             raise ValueError(f"IMU encoder kernel_size must be odd (same-length convolution), got {self.kernel_size}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"IMU encoder dropout must be in [0, 1), got {self.dropout}")
+
+
+def check_sizes(config: Any, what: str, sizes: tuple[str, ...]) -> None:
+    """The checks every IMU encoder config shares: each field of ``sizes`` at least 1, ``dropout`` in [0, 1)."""
+    for field in sizes:
+        if int(getattr(config, field)) < 1:
+            raise ValueError(f"{what} {field} must be at least 1, got {getattr(config, field)!r}")
+    if not 0.0 <= config.dropout < 1.0:
+        raise ValueError(f"{what} dropout must be in [0, 1), got {config.dropout}")
 
 
 #: Encoder names ``build_encoder`` knows: the convolution + transformer over the samples, and the MLP over

@@ -22,6 +22,7 @@ from torch import nn
 
 from anymal_host.modality import Encoder
 
+from .encoder import check_sizes
 from .spec import SAMPLE_RATE
 
 __all__ = ["ImuStatsEncoderConfig", "ImuStatsEncoder", "window_statistics", "STATISTICS"]
@@ -54,11 +55,7 @@ class ImuStatsEncoderConfig:
     def __post_init__(self) -> None:
         if self.name != "imu-stats-mlp":
             raise ValueError(f"ImuStatsEncoderConfig configures imu-stats-mlp, not {self.name!r}")
-        for field in ("width", "tokens", "hidden"):
-            if int(getattr(self, field)) < 1:
-                raise ValueError(f"IMU stats encoder {field} must be at least 1, got {getattr(self, field)!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"IMU stats encoder dropout must be in [0, 1), got {self.dropout}")
+        check_sizes(self, "IMU stats encoder", ("width", "tokens", "hidden"))
 
 
 def window_statistics(signal: torch.Tensor) -> torch.Tensor:
