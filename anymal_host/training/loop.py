@@ -37,6 +37,7 @@ from ..errors import TrainConfigError
 from .checkpoint import load_trainer_state, prune_checkpoints, save_checkpoint
 from .config import TrainConfig, encoder_config
 from .features import EncodedSignal, cached_bytes, collate_encoded, encode_items, encoder_is_frozen
+from .heap import dequantized_weight_bytes, pin_mmap_threshold
 from .plots import save_loss_curve
 
 __all__ = ["train", "TrainResult", "GENERIC_QUESTIONS"]
@@ -119,6 +120,11 @@ class _Run:
         accelerator = Accelerator(cpu=not torch.cuda.is_available())
         host = host or AnymalHost(llm_options=LLMOptions(quantization=config.quantization))
         llm = host.llm
+        if llm.device.type == "cpu":
+            # A quantized LLM's weights are dequantized into temporaries at every step: mapped on their own, so
+            # that glibc's heap does not grow with what they free (see anymal_host/training/heap.py). A float
+            # LLM has none: 0 pins nothing.
+            pin_mmap_threshold(dequantized_weight_bytes(llm.model, llm.dtype))
         spec = dataset_for(config.dataset, host.registry)
         modality = host.registry.modality(spec.modality)
         output = Path(config.output_dir)
