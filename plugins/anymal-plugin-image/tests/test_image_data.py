@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from anymal_plugin_image.data import (COLORS, COUNT_WORDS, HELD_OUT, PAIRS, SEEN_PAIRS, SHAPES, Scene, Shape,
-                                      build_colors, build_counts, build_digits, build_mix, build_mix_hard,
+                                      build_colors, build_counts, build_digits, build_mix, build_mix_counts,
+                                      build_mix_hard,
                                       build_shapes,
                                       color_from_text, count_from_text, digit_from_text, draw_scene, pair_from_text,
                                       random_scene, shape_from_text)
@@ -72,6 +73,22 @@ def test_the_hard_mix_adds_counts_and_shifted_digits_to_the_mix() -> None:
     assert [i["caption"] for i in val] == [i["caption"] for i in build_mix("val", limit=4)]
     with pytest.raises(ValueError, match="no test_heldout split"):
         build_mix_hard("test_heldout", limit=2)
+
+
+def test_the_counting_mix_adds_streams_of_counting_scenes_to_the_hard_mix() -> None:
+    from collections import Counter
+
+    from anymal_plugin_image.data import EXTRA_COUNT_STREAMS
+
+    hard, train = build_mix_hard("train", limit=4), build_mix_counts("train", limit=4)
+    assert [i["caption"] for i in train[:len(hard)]] == [i["caption"] for i in hard]
+    added = train[len(hard):]
+    assert len(added) == 4 * EXTRA_COUNT_STREAMS and {i["question"] for i in added} == {"How many shapes are there?"}
+    counts = [i["signal"] for i in train if i["question"] == "How many shapes are there?"]
+    assert Counter(i["label"] for i in train if i["question"] == "How many shapes are there?") == \
+        Counter({w: 2 + EXTRA_COUNT_STREAMS for w in ("one", "two", "three", "four")})  # balanced in every stream
+    assert not any(torch.equal(a, b) for k, a in enumerate(counts) for b in counts[k + 1:])  # new scenes, no repeats
+    assert [i["caption"] for i in build_mix_counts("val", limit=3)] == [i["caption"] for i in build_mix("val", limit=3)]
 
 
 def test_captions_name_their_label_and_splits_are_deterministic_and_disjoint() -> None:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from anymal_plugin_image import example_path
-from anymal_plugin_image.labels import (COLOR_QUESTION, DIGIT_QUESTION, SHAPE_QUESTION, color_from_text,
-                                        digit_from_text, shape_from_text)
+from anymal_plugin_image.labels import (COLOR_QUESTION, COUNT_QUESTION, DIGIT_QUESTION, SHAPE_QUESTION,
+                                        color_from_text, count_from_text, digit_from_text, shape_from_text)
 from anymal_plugin_image.plugin import ADAPTERS_DIR
 
 pytestmark = pytest.mark.e2e
@@ -46,6 +46,7 @@ def test_an_adapter_is_bundled_with_its_figures():
     ("red_circle.png", COLOR_QUESTION, color_from_text, "red"),
     ("blue_triangle.png", COLOR_QUESTION, color_from_text, "blue"),
     ("digit_7.png", DIGIT_QUESTION, digit_from_text, "7"),
+    ("three_shapes.jpg", COUNT_QUESTION, count_from_text, "three"),
 ])
 def test_the_bundled_adapter_answers_about_the_examples(host, example, question, parse, expected):
     answer = host.chat(question, attachments=[str(example_path(example))], max_new_tokens=16)

@@ -126,6 +126,19 @@ def test_preprocess_gives_the_encoder_input_and_keeps_the_whole_picture() -> Non
     assert out[0, :, 0, 112].abs().max() < 0.01  # padding above the picture is the mean colour (0 once normalised)
 
 
+def test_preprocess_size_gives_a_finer_grid_of_the_same_picture() -> None:
+    wide = np.zeros((50, 200, 3), np.uint8)
+    wide[:, :20] = (255, 0, 0)
+    out = MODALITY.preprocess(MODALITY.load(wide), size=320)
+    assert out.shape == (1, 3, 320, 320)
+    assert out[0, 0, 160, :14].min() > 0.9 and out[0, :, 0, 160].abs().max() < 0.01  # resized to fit, padded
+    # the adapter records no size: the model's own, as before
+    assert torch.equal(MODALITY.preprocess(MODALITY.load(wide), size=None), MODALITY.preprocess(MODALITY.load(wide)))
+    for bad in (True, "big", 8, 5000, 320.0):
+        with pytest.raises(InvalidSignalError, match=r"size=.*give the side in pixels, an integer from 32 to 1024"):
+            MODALITY.preprocess(MODALITY.load(wide), size=bad)
+
+
 # ----- what it refuses -----------------------------------------------------------------------------------------
 
 def _bad(tmp_path: Path) -> list[tuple[str, Any, str]]:

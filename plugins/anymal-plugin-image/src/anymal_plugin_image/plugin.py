@@ -54,6 +54,10 @@ def register_datasets(register: Callable[[Any], None]) -> None:
          "scenes, each digit also shifted two ways): to train further from an image:mix adapter", data.MIX_LABELS, None, data.MIX_QUESTIONS,
          {**generated, "task": "shape, colour, count, digit", "digits": digits_info["source"],
           "held_out_pairs": shapes_info["held_out_pairs"]}),
+        ("image:mix-counts", "build_mix_counts", "image:mix-hard with three more streams of counting scenes (about half "
+         "of the items count): to train counting further from an image:mix-hard adapter", data.MIX_LABELS, None,
+         data.MIX_QUESTIONS, {**generated, "task": "shape, colour, count, digit", "digits": digits_info["source"],
+                              "held_out_pairs": shapes_info["held_out_pairs"]}),
     ]
     for name, function, description, labels, parse_label, questions, info in table:
         build = lazy_builder("anymal_plugin_image.data", function)  # data loads when a run builds the set
