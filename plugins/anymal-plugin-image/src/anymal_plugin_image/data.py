@@ -280,8 +280,9 @@ def build_mix_counts(split: str, seed: int = 0, limit: int | None = None, **opti
     scenes in ``train``, so that about half of the items are counts; ``val`` and ``test`` are ``image:mix``'s.
 
     Counting is the task an adapter trained on ``image:mix-hard`` reads least well, while a probe of the same
-    features reads it (``scripts/probe_counts.py``): it had seen too few counting scenes. Meant for training
-    further from such an adapter, every other task kept in so that none is forgotten.
+    features reads it (``scripts/probe_counts.py``). Trained further on this set, the bundled adapter went from
+    77.5% to 84.5% and no further (the plugin README says why). Meant for training further from such an
+    adapter, every other task kept in so that none is forgotten.
     """
     items = build_mix_hard(split, seed=seed, limit=limit, **options)
     if split == "train":
