@@ -66,6 +66,10 @@ def _train_options(function):
         click.option("--batch-size", default=16, show_default=True, help="Examples per step."),
         click.option("--lr", default=1e-3, show_default=True, help="Peak learning rate (projector)."),
         click.option("--encoder-lr", default=None, type=float, help="Peak learning rate of the encoder (default --lr)."),
+        click.option("--label-loss", default=0.0, show_default=True, type=click.FloatRange(min=0),
+                     help="Weight of a label loss beside the caption loss: a classifier per question reads each "
+                          "item's label from the adapter's tokens (dropped after training), so the projector keeps "
+                          "what the labels need. 0: off."),
         click.option("--eval-every", default=50, show_default=True, help="Validate and checkpoint every N steps."),
         click.option("--val-items", default=96, show_default=True, help="Validation examples (class-balanced)."),
         click.option("--val-generate", default=32, show_default=True,

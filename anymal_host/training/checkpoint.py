@@ -13,13 +13,15 @@ from safetensors.torch import load_file, save_file
 from adapters_hub import AdapterConfig, save_adapter_package
 from adapters_hub.atomic import write_file_atomic
 
+from .label_heads import LABEL_HEADS
+
 __all__ = ["save_checkpoint", "load_trainer_state", "export_package", "TRAINER_STATE", "OPTIMIZER_STATE",
            "TRAINER_FILES"]
 
 TRAINER_STATE = "trainer_state.json"
 OPTIMIZER_STATE = "optimizer.safetensors"
 #: Files a checkpoint holds beside its adapter package: trainer state, never published or bundled.
-TRAINER_FILES = (TRAINER_STATE, OPTIMIZER_STATE)
+TRAINER_FILES = (TRAINER_STATE, OPTIMIZER_STATE, LABEL_HEADS)
 
 
 def export_package(checkpoint: Path, destination: Path) -> list[str]:
@@ -46,9 +48,14 @@ def export_package(checkpoint: Path, destination: Path) -> list[str]:
 
 
 def save_checkpoint(folder: Path, config: AdapterConfig, tensors: dict[str, torch.Tensor], *, lora_dir: Path | None,
-                    optimizer: torch.optim.Optimizer, scheduler: Any, state: dict[str, Any], readme_extra: str = "") -> None:
-    """Write the adapter package, then the trainer state beside it (safetensors + JSON: no pickles)."""
+                    optimizer: torch.optim.Optimizer, scheduler: Any, state: dict[str, Any], readme_extra: str = "",
+                    label_heads: torch.nn.Module | None = None) -> None:
+    """Write the adapter package, then the trainer state beside it (safetensors + JSON: no pickles), with the
+    label classifiers of a ``--label-loss`` run."""
     save_adapter_package(folder, config, tensors, lora_dir=lora_dir, readme_extra=readme_extra)
+    if label_heads is not None:
+        heads = {k: v.detach().cpu().contiguous() for k, v in label_heads.state_dict().items()}
+        write_file_atomic(folder / LABEL_HEADS, lambda p: save_file(heads, str(p)))
     flat, groups = _flatten_optimizer(optimizer.state_dict())
     write_file_atomic(folder / OPTIMIZER_STATE, lambda p: save_file(flat, str(p)))
     payload = {**state, "optimizer_param_groups": groups, "scheduler": scheduler.state_dict()}

@@ -54,6 +54,11 @@ class TrainConfig:
     lr: float = 1e-3
     # Peak learning rate of the encoder, when it trains; None = ``lr``.
     encoder_lr: float | None = None
+    # Weight of the label loss beside the caption loss: a linear classifier per question reads each training
+    # item's ``label`` from the adapter's tokens, and its cross-entropy times this weight is added (the
+    # classifiers are dropped afterwards; see training/label_heads.py). Makes the projector keep what the labels
+    # need where the caption loss alone lets it lose it (image counts). 0 turns it off.
+    label_loss: float = 0.0
     # AdamW weight decay.
     weight_decay: float = 0.01
     # Warm-up steps.

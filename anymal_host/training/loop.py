@@ -38,6 +38,7 @@ from .checkpoint import load_trainer_state, prune_checkpoints, save_checkpoint
 from .config import TrainConfig, encoder_config
 from .features import EncodedSignal, cached_bytes, collate_encoded, encode_items, encoder_is_frozen
 from .heap import dequantized_weight_bytes, pin_mmap_threshold
+from .label_heads import LabelHeads, load_label_heads
 from .plots import save_loss_curve
 
 __all__ = ["train", "TrainResult", "GENERIC_QUESTIONS"]
@@ -99,6 +100,7 @@ class _Run:
     output: Path
     lora_dir: Path | None
     bar: Any
+    label_heads: Any = None  # LabelHeads (possibly wrapped by accelerate) when config.label_loss, else None
 
     @classmethod
     def setup(cls, config: TrainConfig, host: AnymalHost | None, progress: bool) -> _Run:
@@ -114,6 +116,8 @@ class _Run:
 
         if config.lora_r < 0:
             raise TrainConfigError(f"lora_r must be 0 (projector-only stage 2) or a positive rank, got {config.lora_r}")
+        if not (isinstance(config.label_loss, (int, float)) and 0 <= config.label_loss < math.inf):
+            raise TrainConfigError(f"label_loss must be a weight of 0 (off) or more, got {config.label_loss!r}")
         if "seed" in config.preprocessing:  # before anything is built: it would only fail at the data's build
             raise TrainConfigError("the preprocessing option 'seed' clashes with the seed training passes to the data "
                                    "set's build: set TrainConfig.seed / --seed instead")
@@ -147,23 +151,12 @@ class _Run:
         if config.trains_lora:
             _add_lora(llm, config)
 
-        groups = [{"params": list(adapter.projector.parameters()), "lr": config.lr}]
-        if config.train_encoder:
-            groups.append({"params": list(adapter.encoder.parameters()), "lr": config.encoder_lr or config.lr})
-        if config.trains_lora:
-            groups.append({"params": [p for p in llm.model.parameters() if p.requires_grad], "lr": config.lr})
-        optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
-        scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
-
-        state: dict[str, Any] = {"step": 0, "history": [], "best_val_loss": math.inf}
         if config.resume_from:
-            resumed = Path(config.resume_from)
-            _, tensors = load_adapter_package(resumed, installed_modalities=host.registry.modalities,
+            _, tensors = load_adapter_package(Path(config.resume_from), installed_modalities=host.registry.modalities,
                                               host_hidden_size=llm.hidden_size, host_fingerprint=llm.fingerprint)
             adapter.load_state_dict(tensors, strict=False)
             if config.trains_lora:
-                _restore_lora(llm, resumed)
-            state = load_trainer_state(resumed, optimizer, scheduler)
+                _restore_lora(llm, Path(config.resume_from))
 
         if not config.quantization:  # bitsandbytes already placed the quantized LLM
             llm.model.to(accelerator.device)
@@ -171,7 +164,7 @@ class _Run:
         if checkpointing is None:  # QLoRA's recipe: a quantized LLM trains with its activations recomputed
             checkpointing = bool(config.quantization)
         llm.set_gradient_checkpointing(checkpointing)
-        adapter, optimizer, scheduler = accelerator.prepare(adapter, optimizer, scheduler)
+        adapter = accelerator.prepare(adapter)
 
         # The data is built with the preprocessing the package records, so the adapter is trained on what it serves.
         train_items = _limit(spec.build("train", seed=config.seed, **config.preprocessing), config.max_train_items,
@@ -189,6 +182,32 @@ class _Run:
         val_items = select_items(val_split, config.val_items, config.seed)
         answers = ValidationAnswers.pick(spec, val_split, config.val_generate, config.seed)
         questions = spec.questions or tuple(q.format(modality=spec.modality) for q in GENERIC_QUESTIONS)
+
+        # The optimiser comes after the data: the label classifiers (--label-loss) are sized by the labels the
+        # training items carry.
+        label_heads = None
+        if config.label_loss:
+            label_heads = LabelHeads(train_items, adapter_config.num_tokens, llm.hidden_size,
+                                     fixed=adapter_config.token_mode == "fixed")
+            label_heads = accelerator.prepare(label_heads.to(accelerator.device))
+            _log(accelerator, f"label loss x {config.label_loss}: a classifier per question "
+                              f"({accelerator.unwrap_model(label_heads).describe()})")
+        unwrapped = accelerator.unwrap_model(adapter)
+        groups = [{"params": list(unwrapped.projector.parameters()), "lr": config.lr}]
+        if config.train_encoder:
+            groups.append({"params": list(unwrapped.encoder.parameters()), "lr": config.encoder_lr or config.lr})
+        if config.trains_lora:
+            groups.append({"params": [p for p in llm.model.parameters() if p.requires_grad], "lr": config.lr})
+        if label_heads is not None:
+            groups.append({"params": list(label_heads.parameters()), "lr": config.lr})
+        optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+        scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
+        optimizer, scheduler = accelerator.prepare(optimizer, scheduler)
+        state: dict[str, Any] = {"step": 0, "history": [], "best_val_loss": math.inf}
+        if config.resume_from:
+            if label_heads is not None:
+                load_label_heads(Path(config.resume_from), accelerator.unwrap_model(label_heads))
+            state = load_trainer_state(Path(config.resume_from), optimizer, scheduler)
         _log(accelerator, f"training {adapter_config.name}: {len(train_items)} train / {len(val_items)} val examples, "
                           f"{_count(adapter, trainable=True):,} trainable adapter parameters"
                           + (f" + {sum(p.numel() for p in llm.model.parameters() if p.requires_grad):,} LoRA"
@@ -205,13 +224,27 @@ class _Run:
         bar = tqdm(total=config.steps, initial=state["step"], desc="training", unit="step",
                    disable=not progress or not accelerator.is_main_process)
         return cls(config, accelerator, llm, spec, modality, adapter, adapter_config, optimizer, scheduler, state,
-                   train_items, val_items, answers, questions, output, lora_dir, bar)
+                   train_items, val_items, answers, questions, output, lora_dir, bar, label_heads)
 
-    def loss_on(self, items: Sequence[dict[str, Any]], rng: random.Random) -> torch.Tensor:
-        """Mean loss on the captions of ``items``, each asked one of the questions (chosen by ``rng``)."""
+    def loss_on(self, items: Sequence[dict[str, Any]], rng: random.Random, with_labels: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Mean loss on the captions of ``items``, each asked one of the questions (chosen by ``rng``), and, with
+        ``with_labels`` and label classifiers, their label loss (else None)."""
         conversations = [_conversation(item, self.spec, self.questions, rng) for item in items]
-        batch = assemble(self.llm, conversations, lambda atts: _encode(self.adapter, self.modality, atts), train=True)
-        return self.llm.forward(batch.inputs_embeds, batch.attention_mask, labels=batch.labels).loss
+        encoded: list[torch.Tensor] = []
+
+        def encode(attachments: list[Attachment]) -> list[torch.Tensor]:
+            tokens = _encode(self.adapter, self.modality, attachments)
+            encoded.extend(tokens)
+            return tokens
+
+        batch = assemble(self.llm, conversations, encode, train=True)
+        loss = self.llm.forward(batch.inputs_embeds, batch.attention_mask, labels=batch.labels).loss
+        label_loss = None
+        # one attachment per item (data set items): the tokens line up with the items
+        if with_labels and self.label_heads is not None and len(encoded) == len(items):
+            label_loss = self.label_heads.loss(items, encoded)
+        return loss, label_loss
 
     def step(self) -> dict[str, Any]:
         """One optimiser step on this step's batch; returns (and appends to the history) its record."""
@@ -222,8 +255,8 @@ class _Run:
         mine = batch_items[accelerator.process_index::accelerator.num_processes][:per_process]
         self.adapter.train()
         started = time.perf_counter()
-        loss = self.loss_on(mine, random.Random(config.seed * 1_000_003 + step))
-        accelerator.backward(loss)
+        loss, label_loss = self.loss_on(mine, random.Random(config.seed * 1_000_003 + step), with_labels=True)
+        accelerator.backward(loss if label_loss is None else loss + config.label_loss * label_loss)
         accelerator.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], 1.0)
         self.optimizer.step()
         self.scheduler.step()
@@ -231,6 +264,8 @@ class _Run:
         self.state["step"] = step + 1
         record = {"step": self.state["step"], "loss": accelerator.reduce(loss.detach(), "mean").item(),
                   "lr": self.scheduler.get_last_lr()[0], "seconds": round(time.perf_counter() - started, 3)}
+        if label_loss is not None:  # the caption loss stays "loss", so curves and validation compare across runs
+            record["label_loss"] = accelerator.reduce(label_loss.detach(), "mean").item()
         self.state["history"].append(record)
         self.bar.update()
         self.bar.set_postfix(loss=f"{record['loss']:.3f}")
@@ -246,7 +281,7 @@ class _Run:
         with torch.no_grad():
             for start in range(0, len(self.val_items), self.config.batch_size):
                 chunk = self.val_items[start:start + self.config.batch_size]
-                losses.append(self.loss_on(chunk, rng).item())
+                losses.append(self.loss_on(chunk, rng)[0].item())
                 weights.append(len(chunk))
         val_loss = sum(l * w for l, w in zip(losses, weights)) / max(1, sum(weights))
         record["val_loss"] = val_loss
@@ -282,8 +317,9 @@ class _Run:
     def checkpoint(self, improved: bool) -> None:
         """Write this step's checkpoint, ``last/`` (and ``best/`` when ``improved``) and the loss curve so far."""
         if self.accelerator.is_main_process:
+            heads = None if self.label_heads is None else self.accelerator.unwrap_model(self.label_heads)
             _write_checkpoints(self.output, self.accelerator.unwrap_model(self.adapter), self.adapter_config, self.llm,
-                               self.lora_dir, self.optimizer, self.scheduler, self.state, self.config, improved)
+                               self.lora_dir, self.optimizer, self.scheduler, self.state, self.config, improved, heads)
         self.accelerator.wait_for_everyone()
 
     def finish(self) -> TrainResult:
@@ -430,7 +466,7 @@ def _encode(adapter: Any, modality: Any, attachments: list[Attachment]) -> list[
 
 def _write_checkpoints(output: Path, adapter: ModalityAdapter, config: AdapterConfig, llm: Any, lora_dir: Path | None,
                        optimizer: Any, scheduler: Any, state: dict[str, Any], train_config: TrainConfig,
-                       improved: bool) -> None:
+                       improved: bool, label_heads: LabelHeads | None = None) -> None:
     if lora_dir is not None:
         shutil.rmtree(lora_dir, ignore_errors=True)
         llm.model.save_pretrained(lora_dir)
@@ -445,12 +481,12 @@ def _write_checkpoints(output: Path, adapter: ModalityAdapter, config: AdapterCo
     step_dir = output / "checkpoints" / f"step-{state['step']:06d}"
     saved_state = {**state, "train_config": train_config.to_dict()}
     save_checkpoint(step_dir, config, tensors, lora_dir=lora_dir, optimizer=optimizer, scheduler=scheduler,
-                    state=saved_state, readme_extra=readme)
+                    state=saved_state, readme_extra=readme, label_heads=label_heads)
     save_checkpoint(output / "last", config, tensors, lora_dir=lora_dir, optimizer=optimizer, scheduler=scheduler,
-                    state=saved_state, readme_extra=readme)
+                    state=saved_state, readme_extra=readme, label_heads=label_heads)
     if improved:
         save_checkpoint(output / "best", config, tensors, lora_dir=lora_dir, optimizer=optimizer, scheduler=scheduler,
-                        state=saved_state, readme_extra=readme)
+                        state=saved_state, readme_extra=readme, label_heads=label_heads)
     prune_checkpoints(output / "checkpoints", train_config.keep_checkpoints)
     save_loss_curve(state["history"], output / "loss_curve.png", _curve_title(config, train_config))
 
