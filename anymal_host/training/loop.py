@@ -268,7 +268,8 @@ class _Run:
             record["label_loss"] = accelerator.reduce(label_loss.detach(), "mean").item()
         self.state["history"].append(record)
         self.bar.update()
-        self.bar.set_postfix(loss=f"{record['loss']:.3f}")
+        self.bar.set_postfix(loss=f"{record['loss']:.3f}", **({"label_loss": f"{record['label_loss']:.3f}"}
+                                                               if "label_loss" in record else {}))
         return record
 
     def validate(self, record: dict[str, Any]) -> bool:
@@ -288,8 +289,9 @@ class _Run:
         improved = val_loss < self.state["best_val_loss"]
         if improved:
             self.state["best_val_loss"] = val_loss
-        line = f"step {self.state['step']}: train loss {record['loss']:.3f}, validation loss {val_loss:.3f}" + (
-            " (best so far)" if improved else "")
+        line = (f"step {self.state['step']}: train loss {record['loss']:.3f}"
+                + (f" (label loss {record['label_loss']:.3f})" if "label_loss" in record else "")
+                + f", validation loss {val_loss:.3f}" + (" (best so far)" if improved else ""))
         streak = 0
         if self.answers is not None:
             with torch.no_grad():

@@ -9,8 +9,8 @@ __all__ = ["save_loss_curve"]
 
 
 def save_loss_curve(history: Sequence[dict[str, Any]], path: Path, title: str) -> None:
-    """Train loss (raw and smoothed) and validation loss against the step; below them, when the history has it,
-    validation accuracy against its majority-class / chance baseline."""
+    """Train loss (raw and smoothed) and validation loss against the step (and a ``--label-loss`` run's label
+    loss); below them, when the history has it, validation accuracy against its majority-class / chance baseline."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display on servers and CI
@@ -26,13 +26,16 @@ def save_loss_curve(history: Sequence[dict[str, Any]], path: Path, title: str) -
     if train:
         steps, losses = zip(*train)
         ax.plot(steps, losses, color="tab:blue", alpha=0.25, linewidth=0.8, label="train (per step)")
-        window = max(1, len(losses) // 25)
-        smooth = [sum(losses[max(0, i - window + 1): i + 1]) / len(losses[max(0, i - window + 1): i + 1])
-                  for i in range(len(losses))]
+        window, smooth = _running_mean(losses)
         ax.plot(steps, smooth, color="tab:blue", linewidth=1.6, label=f"train (mean of {window})")
     if val:
         steps, losses = zip(*val)
         ax.plot(steps, losses, "o-", color="tab:orange", linewidth=1.6, label="validation")
+    label = [(h["step"], h["label_loss"]) for h in history if "label_loss" in h]
+    if label:  # --label-loss: the classifiers' loss, unweighted, smoothed like the train loss
+        steps, losses = zip(*label)
+        window, smooth = _running_mean(losses)
+        ax.plot(steps, smooth, color="tab:purple", linewidth=1.2, label=f"label loss (mean of {window})")
     ax.set_ylabel("loss on caption tokens")
     ax.set_title(title)
     ax.grid(alpha=0.3)
@@ -54,3 +57,10 @@ def save_loss_curve(history: Sequence[dict[str, Any]], path: Path, title: str) -
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
+
+
+def _running_mean(values: Sequence[float]) -> tuple[int, list[float]]:
+    """A trailing mean over 1/25 of the run (at least one step), so that noisy per-step losses read as a trend."""
+    window = max(1, len(values) // 25)
+    return window, [sum(values[max(0, i - window + 1): i + 1]) / len(values[max(0, i - window + 1): i + 1])
+                    for i in range(len(values))]
