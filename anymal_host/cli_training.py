@@ -70,6 +70,9 @@ def _train_options(function):
                      help="Weight of a label loss beside the caption loss: a classifier per question reads each "
                           "item's label from the adapter's tokens (dropped after training), so the projector keeps "
                           "what the labels need. 0: off."),
+        click.option("--caption-loss", default=1.0, show_default=True, type=click.FloatRange(min=0),
+                     help="Weight of the caption loss. 0 with --label-loss trains on the labels alone, without "
+                          "running the LLM in the steps (fast): start a normal run from it with --init-from."),
         click.option("--eval-every", default=50, show_default=True, help="Validate and checkpoint every N steps."),
         click.option("--val-items", default=96, show_default=True, help="Validation examples (class-balanced)."),
         click.option("--val-generate", default=32, show_default=True,

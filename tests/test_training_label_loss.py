@@ -62,10 +62,37 @@ def test_resume_restores_the_classifiers_and_continues_exactly(tmp_path, host):
         train(config(tmp_path / "d", resume_from=str(plain.last_dir)), host, progress=False)
 
 
+def test_labels_alone_train_without_running_the_llm_in_the_steps(tmp_path, host, monkeypatch):
+    calls = {"n": 0}
+    forward = host.llm.forward
+
+    def counting(*args, **kwargs):
+        calls["n"] += 1
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(host.llm, "forward", counting)
+    result = train(config(tmp_path, caption_loss=0.0, steps=12, eval_every=12), host, progress=False)
+    assert calls["n"] == 1  # the one validation's caption loss (4 items, one batch); no step ran the LLM
+    assert all("loss" not in h for h in result.history)
+    label_losses = [h["label_loss"] for h in result.history]
+    assert sum(label_losses[-4:]) < sum(label_losses[:4])
+    # best/ is the newest checkpoint: the run does not try to lower the caption loss
+    _, best = load_adapter_package(result.best_dir)
+    _, last = load_adapter_package(result.last_dir)
+    assert all(torch.equal(best[k], last[k]) for k in best)
+    assert (result.output_dir / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("field", ["label_loss", "caption_loss"])
 @pytest.mark.parametrize("weight", [-1.0, float("nan"), float("inf")])
-def test_a_bad_weight_is_refused_before_anything_is_built(tmp_path, host, weight):
-    with pytest.raises(TrainConfigError, match="label_loss must be a weight of 0"):
-        train(config(tmp_path, label_loss=weight), host, progress=False)
+def test_a_bad_weight_is_refused_before_anything_is_built(tmp_path, host, field, weight):
+    with pytest.raises(TrainConfigError, match=f"{field} must be a weight of 0"):
+        train(config(tmp_path, **{field: weight}), host, progress=False)
+
+
+def test_turning_both_losses_off_is_refused(tmp_path, host):
+    with pytest.raises(TrainConfigError, match="nothing would train"):
+        train(config(tmp_path, caption_loss=0.0, label_loss=0.0), host, progress=False)
 
 
 def test_a_data_set_without_labels_is_refused_with_the_fix():
@@ -86,4 +113,8 @@ def test_one_classifier_per_question_and_free_text_labels_get_none():
     tokens = [torch.randn(5, 4), torch.randn(7, 4), torch.randn(3, 4)]
     loss = heads.loss([items[0], items[2], items[-2]], tokens)
     assert loss is not None and loss.ndim == 0 and loss > 0
-    assert heads.loss([items[2]], tokens[:1]) is None
+    # a batch of items without a classifier still gives a loss that reaches the tokens (0), no tokens none
+    leaf = torch.randn(5, 4, requires_grad=True)
+    zero = heads.loss([items[2]], [leaf])
+    zero.backward()
+    assert zero.item() == 0 and leaf.grad is not None and heads.loss([], []) is None

@@ -59,6 +59,11 @@ class TrainConfig:
     # classifiers are dropped afterwards; see training/label_heads.py). Makes the projector keep what the labels
     # need where the caption loss alone lets it lose it (image counts). 0 turns it off.
     label_loss: float = 0.0
+    # Weight of the caption loss (the LLM's loss on the answer). 0, with ``label_loss``, trains the tokens on the
+    # labels alone and does not run the LLM in the steps (several times faster): a pre-alignment to start a
+    # normal run from (``init_from``). Validation still reports the caption loss, and ``best/`` is then the
+    # newest checkpoint.
+    caption_loss: float = 1.0
     # AdamW weight decay.
     weight_decay: float = 0.01
     # Warm-up steps.

@@ -68,7 +68,7 @@ class LabelHeads(nn.Module):
 
     def loss(self, items: Sequence[Mapping[str, Any]], tokens: Sequence[torch.Tensor]) -> torch.Tensor | None:
         """Mean cross-entropy of the items that have a classifier (``tokens``: one ``[N_i, H]`` tensor per
-        item's attachment, in order), or None when none of them has one."""
+        item's attachment, in order); 0 when none of them has one, None when there are no tokens."""
         losses = []
         for item, item_tokens in zip(items, tokens):
             task = task_of(item)
@@ -78,7 +78,11 @@ class LabelHeads(nn.Module):
             logits = self.heads[self.tasks.index(task)](features.float())
             target = torch.tensor(self.classes[task].index(str(item["label"])), device=logits.device)
             losses.append(nn.functional.cross_entropy(logits[None], target[None]))
-        return torch.stack(losses).mean() if losses else None
+        if losses:
+            return torch.stack(losses).mean()
+        # none has one: a zero that still reaches the tokens, so every process of a multi-process run takes part
+        # in the same backward pass
+        return sum(t.sum() for t in tokens) * 0.0 if tokens else None
 
     def describe(self) -> str:
         """One line for the training log: the questions and how many labels each has."""

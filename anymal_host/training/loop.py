@@ -116,8 +116,13 @@ class _Run:
 
         if config.lora_r < 0:
             raise TrainConfigError(f"lora_r must be 0 (projector-only stage 2) or a positive rank, got {config.lora_r}")
-        if not (isinstance(config.label_loss, (int, float)) and 0 <= config.label_loss < math.inf):
-            raise TrainConfigError(f"label_loss must be a weight of 0 (off) or more, got {config.label_loss!r}")
+        for name in ("caption_loss", "label_loss"):
+            weight = getattr(config, name)
+            if not (isinstance(weight, (int, float)) and 0 <= weight < math.inf):
+                raise TrainConfigError(f"{name} must be a weight of 0 (off) or more, got {weight!r}")
+        if not config.caption_loss and not config.label_loss:
+            raise TrainConfigError("caption_loss and label_loss are both 0: nothing would train; set --label-loss "
+                                   "(labels alone) or leave --caption-loss at 1")
         if "seed" in config.preprocessing:  # before anything is built: it would only fail at the data's build
             raise TrainConfigError("the preprocessing option 'seed' clashes with the seed training passes to the data "
                                    "set's build: set TrainConfig.seed / --seed instead")
@@ -255,22 +260,33 @@ class _Run:
         mine = batch_items[accelerator.process_index::accelerator.num_processes][:per_process]
         self.adapter.train()
         started = time.perf_counter()
-        loss, label_loss = self.loss_on(mine, random.Random(config.seed * 1_000_003 + step), with_labels=True)
-        accelerator.backward(loss if label_loss is None else loss + config.label_loss * label_loss)
+        if config.caption_loss:
+            loss, label_loss = self.loss_on(mine, random.Random(config.seed * 1_000_003 + step), with_labels=True)
+        else:  # labels alone: the LLM does not run
+            loss, label_loss = None, self.label_loss_on(mine)
+        total = sum(weight * value for weight, value in ((config.caption_loss, loss), (config.label_loss, label_loss))
+                    if value is not None)
+        accelerator.backward(total)
         accelerator.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], 1.0)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.state["step"] = step + 1
-        record = {"step": self.state["step"], "loss": accelerator.reduce(loss.detach(), "mean").item(),
-                  "lr": self.scheduler.get_last_lr()[0], "seconds": round(time.perf_counter() - started, 3)}
-        if label_loss is not None:  # the caption loss stays "loss", so curves and validation compare across runs
-            record["label_loss"] = accelerator.reduce(label_loss.detach(), "mean").item()
+        record: dict[str, Any] = {"step": self.state["step"]}
+        # the caption loss stays "loss" (absent when it is off), so curves and validation compare across runs
+        for key, value in (("loss", loss), ("label_loss", label_loss)):
+            if value is not None:
+                record[key] = accelerator.reduce(value.detach(), "mean").item()
+        record.update(lr=self.scheduler.get_last_lr()[0], seconds=round(time.perf_counter() - started, 3))
         self.state["history"].append(record)
         self.bar.update()
-        self.bar.set_postfix(loss=f"{record['loss']:.3f}", **({"label_loss": f"{record['label_loss']:.3f}"}
-                                                               if "label_loss" in record else {}))
+        self.bar.set_postfix({key: f"{record[key]:.3f}" for key in ("loss", "label_loss") if key in record})
         return record
+
+    def label_loss_on(self, items: Sequence[dict[str, Any]]) -> torch.Tensor:
+        """The label loss of ``items`` from their tokens alone (``caption_loss`` 0: no LLM in the step)."""
+        attachments = [Attachment(item["signal"], modality=self.spec.modality, preprocessed=True) for item in items]
+        return self.label_heads.loss(items, _encode(self.adapter, self.modality, attachments))
 
     def validate(self, record: dict[str, Any]) -> bool:
         """Validation loss on the fixed validation items, and the validation accuracy when there is one, into
@@ -286,11 +302,13 @@ class _Run:
                 weights.append(len(chunk))
         val_loss = sum(l * w for l, w in zip(losses, weights)) / max(1, sum(weights))
         record["val_loss"] = val_loss
-        improved = val_loss < self.state["best_val_loss"]
+        # Without the caption loss the adapter is not trained to lower it: best/ is then the newest checkpoint.
+        improved = val_loss < self.state["best_val_loss"] or not self.config.caption_loss
         if improved:
             self.state["best_val_loss"] = val_loss
-        line = (f"step {self.state['step']}: train loss {record['loss']:.3f}"
-                + (f" (label loss {record['label_loss']:.3f})" if "label_loss" in record else "")
+        line = (f"step {self.state['step']}: "
+                + ", ".join(f"{name} {record[key]:.3f}" for key, name in (("loss", "train loss"),
+                                                                           ("label_loss", "label loss")) if key in record)
                 + f", validation loss {val_loss:.3f}" + (" (best so far)" if improved else ""))
         streak = 0
         if self.answers is not None:
