@@ -95,10 +95,10 @@ def load_label_heads(checkpoint: Path, heads: LabelHeads) -> None:
 
     path = checkpoint / LABEL_HEADS
     if not path.is_file():
-        raise TrainConfigError(f"--resume {checkpoint}: it has no {LABEL_HEADS}, so it was trained without --label-loss: "
-                         "resume with the run's own settings, or start from it with --init-from instead")
+        raise TrainConfigError(f"--resume {checkpoint}: it has no {LABEL_HEADS}, so it was trained without "
+                               "--label-loss: resume with the run's own settings, or start from it with --init-from")
     try:
         heads.load_state_dict(load_file(str(path)))
     except RuntimeError as error:  # other questions or labels than this run's data gives
-        raise TrainConfigError(f"--resume {checkpoint}: its label classifiers do not fit this run's data ({error}): resume "
-                         "on the data set the run was trained on") from None
+        raise TrainConfigError(f"--resume {checkpoint}: its label classifiers do not fit this run's data ({error}): "
+                               "resume on the data set the run was trained on") from None

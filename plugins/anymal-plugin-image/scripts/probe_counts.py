@@ -8,13 +8,20 @@ through the LLM is what ``anymal eval --data image:counts`` measures. It showed 
 adapter reads holds the count (95.5% with two streams of training scenes, 90.5% after two epochs) far better than
 the adapter passed it on (77.5%; 84.5% after ``image:mix-counts``, which added counting scenes).
 
+With ``--adapter FOLDER`` the probe reads a trained adapter's output tokens instead (what the LLM is given):
+the bundled resampler's 32 tokens gave 79.5-86.0% on the test scenes over 20 epochs and 87% on the training
+scenes, so the count is lost in the resampler, before the LLM.
+
     python plugins/anymal-plugin-image/scripts/probe_counts.py --setting 3:224 --epochs 30
+    python plugins/anymal-plugin-image/scripts/probe_counts.py --epochs 20 \
+        --adapter plugins/anymal-plugin-image/src/anymal_plugin_image/adapters/image-perceiver
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from typing import Callable
 
 import torch
 from torch import nn
@@ -24,14 +31,19 @@ from anymal_plugin_image.encoder import build_encoder
 from anymal_plugin_image.labels import COUNT_WORDS
 
 
-def features(stage: int | None, size: int, streams: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def features(stage: int | None, size: int, streams: int, adapter: Callable[[list[torch.Tensor]], list[torch.Tensor]]
+             | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The encoder's map of each counting scene (or, with ``adapter``, its tokens) and its count, per split."""
     encoder = build_encoder({"name": "timm", "stage": stage}).eval()
+
+    def encode(signals: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(adapter(signals)) if adapter else encoder(torch.stack(signals))[0]
+
     out = {}
     for split, seeds in (("train", range(streams)), ("test", range(1))):
         items = [item for seed in seeds for item in build_counts(split, seed=seed, size=size)]
         with torch.no_grad():
-            cells = torch.cat([encoder(torch.stack([i["signal"] for i in items[k:k + 32]]))[0]
-                               for k in range(0, len(items), 32)])
+            cells = torch.cat([encode([i["signal"] for i in items[k:k + 32]]) for k in range(0, len(items), 32)])
         labels = torch.tensor([COUNT_WORDS.index(i["label"]) for i in items])
         out[split] = (cells, labels)
     return out
@@ -59,12 +71,25 @@ def main() -> None:
                         help="STAGE:SIZE, e.g. 3:224 (stage 'final' for the last map); repeatable")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--streams", type=int, default=2, help="random streams of 1,200 training scenes (default 2)")
+    parser.add_argument("--adapter", default=None,
+                        help="an image adapter package folder: probe its output tokens (its own encoder setting and "
+                             "image size) instead of the encoder's map")
     args = parser.parse_args()
+    adapter = None
+    if args.adapter:
+        from anymal_host import AnymalHost
+
+        host = AnymalHost()
+        host.load_adapter(args.adapter, name="probed")
+        loaded = host.adapters["probed"].adapter.eval()
+        adapter = loaded.encode_preprocessed
+        size = loaded.config.preprocessing.get("size", 224)
+        args.setting = [f"{loaded.config.encoder.config.get('stage') or 'final'}:{size}"]
     for setting in args.setting or ["3:224"]:
         stage_text, size_text = setting.split(":")
         stage = None if stage_text == "final" else int(stage_text)
         start = time.perf_counter()
-        data = features(stage, int(size_text), args.streams)
+        data = features(stage, int(size_text), args.streams, adapter)
         x, y = data["train"]
         x_test, y_test = data["test"]
         torch.manual_seed(0)
@@ -85,7 +110,7 @@ def main() -> None:
             best = max(best, accuracy)
             curve.append(f"{accuracy:.1%}")
         per_count = {COUNT_WORDS[c]: round((predicted[y_test == c] == c).float().mean().item(), 3) for c in range(4)}
-        print(f"stage {stage_text} at {size_text} px: cells {x.shape[1]} x {x.shape[2]}, test accuracy "
+        print(f"{'adapter tokens' if adapter else 'stage ' + stage_text} at {size_text} px: cells {x.shape[1]} x {x.shape[2]}, test accuracy "
               f"{accuracy:.1%} after {args.epochs} epochs (best {best:.1%}), per count {per_count}, "
               f"{time.perf_counter() - start:.0f} s\n  after each epoch: {', '.join(curve)}", flush=True)
 
