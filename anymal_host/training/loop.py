@@ -100,7 +100,7 @@ class _Run:
     output: Path
     lora_dir: Path | None
     bar: Any
-    label_heads: Any = None  # LabelHeads (possibly wrapped by accelerate) when config.label_loss, else None
+    label_heads: LabelHeads | None = None  # the classifiers of config.label_loss (never DDP-wrapped), else None
 
     @classmethod
     def setup(cls, config: TrainConfig, host: AnymalHost | None, progress: bool) -> _Run:
@@ -192,11 +192,11 @@ class _Run:
         # training items carry.
         label_heads = None
         if config.label_loss:
+            # Not wrapped for DDP: a batch asks only some of the questions, and DDP refuses parameters that a
+            # step leaves unused. step() averages their gradients across processes instead.
             label_heads = LabelHeads(train_items, adapter_config.num_tokens, llm.hidden_size,
-                                     fixed=adapter_config.token_mode == "fixed")
-            label_heads = accelerator.prepare(label_heads.to(accelerator.device))
-            _log(accelerator, f"label loss x {config.label_loss}: a classifier per question "
-                              f"({accelerator.unwrap_model(label_heads).describe()})")
+                                     fixed=adapter_config.token_mode == "fixed").to(accelerator.device)
+            _log(accelerator, f"label loss x {config.label_loss}: a classifier per question ({label_heads.describe()})")
         unwrapped = accelerator.unwrap_model(adapter)
         groups = [{"params": list(unwrapped.projector.parameters()), "lr": config.lr}]
         if config.train_encoder:
@@ -211,7 +211,7 @@ class _Run:
         state: dict[str, Any] = {"step": 0, "history": [], "best_val_loss": math.inf}
         if config.resume_from:
             if label_heads is not None:
-                load_label_heads(Path(config.resume_from), accelerator.unwrap_model(label_heads))
+                load_label_heads(Path(config.resume_from), label_heads)
             state = load_trainer_state(Path(config.resume_from), optimizer, scheduler)
         _log(accelerator, f"training {adapter_config.name}: {len(train_items)} train / {len(val_items)} val examples, "
                           f"{_count(adapter, trainable=True):,} trainable adapter parameters"
@@ -267,6 +267,9 @@ class _Run:
         total = sum(weight * value for weight, value in ((config.caption_loss, loss), (config.label_loss, label_loss))
                     if value is not None)
         accelerator.backward(total)
+        if self.label_heads is not None and accelerator.num_processes > 1:
+            for p in self.label_heads.parameters():  # what DDP does for the adapter: every process, the same step
+                p.grad = accelerator.reduce(p.grad if p.grad is not None else torch.zeros_like(p), "mean")
         accelerator.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], 1.0)
         self.optimizer.step()
         self.scheduler.step()
@@ -337,9 +340,9 @@ class _Run:
     def checkpoint(self, improved: bool) -> None:
         """Write this step's checkpoint, ``last/`` (and ``best/`` when ``improved``) and the loss curve so far."""
         if self.accelerator.is_main_process:
-            heads = None if self.label_heads is None else self.accelerator.unwrap_model(self.label_heads)
             _write_checkpoints(self.output, self.accelerator.unwrap_model(self.adapter), self.adapter_config, self.llm,
-                               self.lora_dir, self.optimizer, self.scheduler, self.state, self.config, improved, heads)
+                               self.lora_dir, self.optimizer, self.scheduler, self.state, self.config, improved,
+                               self.label_heads)
         self.accelerator.wait_for_everyone()
 
     def finish(self) -> TrainResult:
