@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from anymal_plugin_image.data import (COLORS, COUNT_WORDS, HELD_OUT, PAIRS, SEEN_PAIRS, SHAPES, Scene, Shape,
-                                      build_colors, build_counts, build_digits, build_mix, build_mix_counts,
+                                      build_colors, build_counts, build_counts_many, build_digits, build_mix,
+                                      build_mix_counts,
                                       build_mix_hard,
                                       build_shapes,
                                       color_from_text, count_from_text, digit_from_text, draw_scene, pair_from_text,
@@ -89,6 +90,22 @@ def test_the_counting_mix_adds_streams_of_counting_scenes_to_the_hard_mix() -> N
         Counter({w: 2 + EXTRA_COUNT_STREAMS for w in ("one", "two", "three", "four")})  # balanced in every stream
     assert not any(torch.equal(a, b) for k, a in enumerate(counts) for b in counts[k + 1:])  # new scenes, no repeats
     assert [i["caption"] for i in build_mix_counts("val", limit=3)] == [i["caption"] for i in build_mix("val", limit=3)]
+
+
+def test_the_many_counts_set_draws_new_counting_scenes_per_stream_and_keeps_the_counts_evaluation_splits() -> None:
+    from collections import Counter
+
+    from anymal_plugin_image.data import COUNT_STREAMS
+
+    train = build_counts_many("train", limit=4)
+    assert len(train) == 4 * COUNT_STREAMS and {i["question"] for i in train} == {"How many shapes are there?"}
+    assert [i["caption"] for i in train[:4]] == [i["caption"] for i in build_counts("train", limit=4)]
+    assert Counter(i["label"] for i in train) == Counter({w: COUNT_STREAMS for w in COUNT_WORDS})
+    signals = [i["signal"] for i in train]
+    assert not any(torch.equal(a, b) for k, a in enumerate(signals) for b in signals[k + 1:])
+    for split in ("val", "test"):
+        assert [i["description"] for i in build_counts_many(split, limit=3)] == \
+            [i["description"] for i in build_counts(split, limit=3)]
 
 
 def test_captions_name_their_label_and_splits_are_deterministic_and_disjoint() -> None:

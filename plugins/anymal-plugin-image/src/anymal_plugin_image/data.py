@@ -40,6 +40,7 @@ from .modality import ImageModality
 __all__ = ["SHAPES", "COLORS", "PAIRS", "HELD_OUT", "SEEN_PAIRS", "COUNT_WORDS", "DIGIT_WORDS", "SHAPES_SIZES",
            "COUNTS_SIZES", "Scene", "Shape", "draw_scene", "random_scene", "encode_scene", "build_shapes", "build_colors",
            "build_counts", "build_digits", "build_mix", "build_mix_hard", "build_mix_counts", "EXTRA_COUNT_STREAMS",
+           "build_counts_many", "COUNT_STREAMS",
            "pair_from_text", "shape_from_text", "color_from_text",
            "count_from_text", "digit_from_text"]
 
@@ -289,6 +290,25 @@ def build_mix_counts(split: str, seed: int = 0, limit: int | None = None, **opti
         for stream in range(EXTRA_COUNT_STREAMS):
             items += build_counts(split, seed=seed + 2 + stream, limit=limit, **options)
     return items
+
+
+#: Random streams of counting scenes in ``image:counts-many``' train split.
+COUNT_STREAMS = 4
+
+
+@_on_one_thread
+def build_counts_many(split: str, seed: int = 0, limit: int | None = None, **options: Any) -> list[dict[str, Any]]:
+    """``image:counts-many``: ``image:counts`` with :data:`COUNT_STREAMS` random streams of counting scenes in
+    ``train`` (``val`` and ``test`` are ``image:counts``').
+
+    For a labels-only pre-alignment of a fresh resampler on the count (``--caption-loss 0 --label-loss 1``):
+    fitted to ``image:counts``' 1,200 training scenes, its count classifier reads 83.5% of the test scenes;
+    a resampler trained on three streams reads 96.0% (``scripts/resampler_counts.py fresh``).
+    """
+    if split != "train":
+        return build_counts(split, seed=seed, limit=limit, **options)
+    return [item for stream in range(COUNT_STREAMS)
+            for item in build_counts(split, seed=seed + stream, limit=limit, **options)]
 
 
 def _shifted(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
