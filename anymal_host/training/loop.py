@@ -288,7 +288,7 @@ class _Run:
 
     def label_loss_on(self, items: Sequence[dict[str, Any]]) -> torch.Tensor:
         """The label loss of ``items`` from their tokens alone (``caption_loss`` 0: no LLM in the step)."""
-        attachments = [Attachment(item["signal"], modality=self.spec.modality, preprocessed=True) for item in items]
+        attachments = [_attachment(item, self.spec) for item in items]
         return self.label_heads.loss(items, _encode(self.adapter, self.modality, attachments))
 
     def validate(self, record: dict[str, Any]) -> bool:
@@ -466,6 +466,11 @@ def _restore_lora(llm: Any, checkpoint: Path) -> None:
                          "tensors): resume with the same --lora-r and target modules")
 
 
+def _attachment(item: dict[str, Any], spec: DatasetSpec) -> Attachment:
+    """A data set item's signal as an attachment: already preprocessed by the data set's build."""
+    return Attachment(item["signal"], modality=spec.modality, preprocessed=True)
+
+
 def _conversation(item: dict[str, Any], spec: DatasetSpec, questions: Sequence[str], rng: random.Random) -> list[dict[str, Any]]:
     if "messages" in item:  # an instruction set's conversation (anymal_host.instructions): used as written
         return item["messages"]
@@ -473,7 +478,7 @@ def _conversation(item: dict[str, Any], spec: DatasetSpec, questions: Sequence[s
     # can then mix tasks (shape, colour, count) with a question that fits each caption.
     own = item.get("questions") or ([item["question"]] if item.get("question") else None)
     return [
-        {"role": "user", "content": [Attachment(item["signal"], modality=spec.modality, preprocessed=True),
+        {"role": "user", "content": [_attachment(item, spec),
                                      rng.choice(list(own) if own else questions)]},
         {"role": "assistant", "content": item["caption"]},
     ]

@@ -31,8 +31,8 @@ from typing import Any, Callable, Sequence, TypeVar
 import numpy as np
 import torch
 
-from .labels import (COLOR_QUESTION, COLORS, COUNT_QUESTION, COUNT_WORDS, COUNTS_SIZES, DESCRIBE_QUESTION,
-                     DIGIT_QUESTION, DIGIT_WORDS, HELD_OUT, PAIRS, SEEN_PAIRS, SHAPE_QUESTION, SHAPES, SHAPES_SIZES,
+from .labels import (COLOR_QUESTION, COLORS, COUNT_QUESTION, COUNT_STREAMS, COUNT_WORDS, COUNTS_SIZES,
+                     DESCRIBE_QUESTION, DIGIT_QUESTION, DIGIT_WORDS, HELD_OUT, PAIRS, SEEN_PAIRS, SHAPE_QUESTION, SHAPES, SHAPES_SIZES,
                      color_answer, color_from_text, count_answer, count_from_text, digit_answer, digit_from_text,
                      pair_from_text, shape_answer, shape_from_text)
 from .modality import ImageModality
@@ -290,10 +290,6 @@ def build_mix_counts(split: str, seed: int = 0, limit: int | None = None, **opti
         for stream in range(EXTRA_COUNT_STREAMS):
             items += build_counts(split, seed=seed + 2 + stream, limit=limit, **options)
     return items
-
-
-#: Random streams of counting scenes in ``image:counts-many``' train split.
-COUNT_STREAMS = 4
 
 
 @_on_one_thread

@@ -7,7 +7,7 @@ import re
 
 __all__ = ["SHAPES", "COLORS", "PAIRS", "HELD_OUT", "SEEN_PAIRS", "COUNT_WORDS", "DIGIT_WORDS", "SHAPE_QUESTION",
            "COLOR_QUESTION", "COUNT_QUESTION", "DIGIT_QUESTION", "DESCRIBE_QUESTION", "MIX_QUESTIONS", "MIX_LABELS",
-           "SHAPES_SIZES", "COUNTS_SIZES", "shape_answer", "color_answer", "count_answer", "digit_answer",
+           "SHAPES_SIZES", "COUNTS_SIZES", "COUNT_STREAMS", "shape_answer", "color_answer", "count_answer", "digit_answer",
            "pair_from_text", "shape_from_text", "color_from_text", "count_from_text", "digit_from_text"]
 
 SHAPES = ("circle", "square", "triangle")
@@ -34,6 +34,8 @@ MIX_LABELS = SHAPES + COLORS + PAIRS + COUNT_WORDS + tuple("0123456789")
 #: Items per split. Each split has its own random stream, so no scene is in two splits.
 SHAPES_SIZES = {"train": 1200, "val": 120, "test": 180, "test_heldout": 90}
 COUNTS_SIZES = {"train": 1200, "val": 120, "test": 200}
+#: Random streams of counting scenes in ``image:counts-many``' train split.
+COUNT_STREAMS = 4
 
 
 def shape_answer(shape: str) -> str:

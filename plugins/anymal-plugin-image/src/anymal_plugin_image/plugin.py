@@ -44,10 +44,11 @@ def register_datasets(register: Callable[[Any], None]) -> None:
         ("image:counts", "build_counts", "generated scenes of 1 to 4 coloured shapes: 'How many shapes are there?'",
          data.COUNT_WORDS, data.count_from_text, (data.COUNT_QUESTION,),
          {**generated, "task": "count", "sizes": ", ".join(f"{k} {v}" for k, v in data.COUNTS_SIZES.items())}),
-        ("image:counts-many", "build_counts_many", "image:counts with four streams of counting scenes in train (val "
-         "and test are image:counts'): to pre-align a fresh resampler on the count", data.COUNT_WORDS,
-         data.count_from_text, (data.COUNT_QUESTION,), {**generated, "task": "count", "sizes": "train "
-         + str(4 * data.COUNTS_SIZES["train"]) + ", val and test as image:counts"}),
+        ("image:counts-many", "build_counts_many", f"image:counts with {data.COUNT_STREAMS} streams of counting scenes "
+         "in train (val and test are image:counts'): to pre-align a fresh resampler on the count", data.COUNT_WORDS,
+         data.count_from_text, (data.COUNT_QUESTION,),
+         {**generated, "task": "count", "sizes": f"train {data.COUNT_STREAMS * data.COUNTS_SIZES['train']}, "
+                                                  "val and test as image:counts"}),
         ("image:digits", "build_digits", "scikit-learn's 8 x 8 handwritten digits (UCI): 'What digit is this?'",
          tuple(str(d) for d in range(10)), data.digit_from_text, (data.DIGIT_QUESTION,), {**digits_info, "task": "digit"}),
         ("image:mix", "build_mix", "every task above in one data set (shape, colour, description, count, digit), each "
