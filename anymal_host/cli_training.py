@@ -62,7 +62,11 @@ def _train_options(function):
                      help="With a frozen encoder, run it at every step instead of encoding every example once "
                           "before training (same result, slower; saves the features' memory, which is logged)."),
         click.option("--num-tokens", default=64, show_default=True, help="Tokens per attachment (perceiver)."),
-        click.option("--steps", default=400, show_default=True, help="Optimiser steps."),
+        click.option("--steps", default=400, show_default=True,
+                     help="Optimiser steps: the length of the learning-rate schedule."),
+        click.option("--stop-after", default=None, type=click.IntRange(min=1),
+                     help="End the run after this step of the --steps schedule (validated and checkpointed); "
+                          "--resume continues it later."),
         click.option("--batch-size", default=16, show_default=True, help="Examples per step."),
         click.option("--lr", default=1e-3, show_default=True, help="Peak learning rate (projector)."),
         click.option("--encoder-lr", default=None, type=float, help="Peak learning rate of the encoder (default --lr)."),

@@ -112,6 +112,27 @@ def test_resume_continues_exactly(tmp_path, host):
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
+def test_stop_after_ends_part_way_through_the_schedule_and_resume_finishes_it(tmp_path, host):
+    from anymal_host.errors import TrainConfigError
+
+    straight = train(config(tmp_path / "a", steps=8, eval_every=4), host, progress=False)
+    stopped = train(config(tmp_path / "b", steps=8, eval_every=3, stop_after=5), host, progress=False)
+    # the steps of the longer schedule, not a shorter schedule: the same losses as the straight run's first five
+    assert [h["step"] for h in stopped.history] == [1, 2, 3, 4, 5]
+    assert stopped.history[-1]["loss"] == pytest.approx(straight.history[4]["loss"], rel=1e-4)
+    assert (stopped.output_dir / "checkpoints" / "step-000005").is_dir()  # the last step is checkpointed
+    cfg, _ = load_adapter_package(stopped.last_dir)
+    assert cfg.metrics["step"] == 5 and "5 of 8 steps" in cfg.description
+    assert "5 of 8 steps" in (stopped.last_dir / "README.md").read_text()
+    finished = train(config(tmp_path / "c", steps=8, eval_every=4, resume_from=str(stopped.last_dir)), host,
+                     progress=False)
+    assert finished.history[-1]["loss"] == pytest.approx(straight.history[-1]["loss"], rel=1e-4)
+    assert "8 steps" in load_adapter_package(finished.last_dir)[0].description
+    for bad in (0, 9):
+        with pytest.raises(TrainConfigError, match="stop_after must be a step of the schedule, 1 to steps"):
+            train(config(tmp_path / f"bad{bad}", steps=8, stop_after=bad), host, progress=False)
+
+
 def test_perceiver_and_lora_stage2(tmp_path, tiny, registry):
     from anymal_host.testing import tiny_llm
 

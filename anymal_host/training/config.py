@@ -46,8 +46,12 @@ class TrainConfig:
     # of at every step (same result, most of a step's time saved with a pretrained encoder). Costs the memory of
     # the features (logged); False runs the encoder at each step.
     cache_features: bool = True
-    # Optimiser steps in all.
+    # Optimiser steps in all: the length of the learning-rate schedule.
     steps: int = 400
+    # End the run after this step (None: after ``steps``), with the learning-rate schedule still that of
+    # ``steps``: a long schedule can be run part of the way (to fit a time budget, or to take a checkpoint of its
+    # middle) and continued later with ``resume_from``. The last step is validated and checkpointed.
+    stop_after: int | None = None
     # Examples per step (split across processes when accelerate runs several).
     batch_size: int = 16
     # Peak learning rate of the projector (AdamW, linear warm-up then cosine decay).

@@ -69,9 +69,10 @@ def train(config: TrainConfig, host: AnymalHost | None = None, progress: bool = 
     """Run a training job; every checkpoint under ``output_dir/checkpoints`` is a publishable adapter package."""
     run = _Run.setup(config, host, progress)
     try:
-        while run.state["step"] < config.steps:
+        end = config.stop_after or config.steps
+        while run.state["step"] < end:
             record = run.step()
-            if run.state["step"] % config.eval_every == 0 or run.state["step"] == config.steps:
+            if run.state["step"] % config.eval_every == 0 or run.state["step"] == end:
                 improved = run.validate(record)
                 run.checkpoint(improved)
         return run.finish()
@@ -114,6 +115,9 @@ class _Run:
         from accelerate import Accelerator
         from transformers import get_cosine_schedule_with_warmup
 
+        if config.stop_after is not None and not 1 <= config.stop_after <= config.steps:
+            raise TrainConfigError(f"stop_after must be a step of the schedule, 1 to steps ({config.steps}), got "
+                                   f"{config.stop_after}: leave it out to run the whole schedule")
         if config.lora_r < 0:
             raise TrainConfigError(f"lora_r must be 0 (projector-only stage 2) or a positive rank, got {config.lora_r}")
         for name in ("caption_loss", "label_loss"):
@@ -226,7 +230,7 @@ class _Run:
                    else "instruction conversations are scored by `anymal eval --data FOLDER`"
                    if spec.info.get("format") == "jsonl" else "the validation items carry no labels")
             _log(accelerator, f"validation accuracy: off ({why})")
-        bar = tqdm(total=config.steps, initial=state["step"], desc="training", unit="step",
+        bar = tqdm(total=config.stop_after or config.steps, initial=state["step"], desc="training", unit="step",
                    disable=not progress or not accelerator.is_main_process)
         return cls(config, accelerator, llm, spec, modality, adapter, adapter_config, optimizer, scheduler, state,
                    train_items, val_items, answers, questions, output, lora_dir, bar, label_heads)
@@ -381,7 +385,7 @@ def _adapter_config(config: TrainConfig, host: AnymalHost, spec: DatasetSpec) ->
         preprocessing=dict(config.preprocessing),
         # Provenance lives in the config so it survives any later rewrite of the model card.
         description=f"Stage {config.stage} {'alignment' if config.stage == 1 else 'instruction tuning'} on "
-                    f"{config.dataset}: {config.steps} steps, batch {config.batch_size}, lr {config.lr}, seed {config.seed}"
+                    f"{config.dataset}: {_steps_text(config)}, batch {config.batch_size}, lr {config.lr}, seed {config.seed}"
                     + (", encoder initialised from a contrastive pre-alignment" if config.init_encoder else "") + ".",
     )
 
@@ -504,7 +508,7 @@ def _write_checkpoints(output: Path, adapter: ModalityAdapter, config: AdapterCo
     if record.get("val_accuracy") is not None:
         config.metrics["val_accuracy"] = round(record["val_accuracy"], 4)
     command = "align" if train_config.stage == 1 else "instruct"
-    readme = (f"Trained with `anymal train {command}` ({train_config.steps} steps, batch {train_config.batch_size}, "
+    readme = (f"Trained with `anymal train {command}` ({_steps_text(train_config)}, batch {train_config.batch_size}, "
               f"seed {train_config.seed}) on `{train_config.dataset}`.")
     step_dir = output / "checkpoints" / f"step-{state['step']:06d}"
     saved_state = {**state, "train_config": train_config.to_dict()}
@@ -517,6 +521,14 @@ def _write_checkpoints(output: Path, adapter: ModalityAdapter, config: AdapterCo
                         state=saved_state, readme_extra=readme, label_heads=label_heads)
     prune_checkpoints(output / "checkpoints", train_config.keep_checkpoints)
     save_loss_curve(state["history"], output / "loss_curve.png", _curve_title(config, train_config))
+
+
+def _steps_text(config: TrainConfig) -> str:
+    """How long a run trained, for its provenance: ``400 steps``, or ``1000 of 2500 steps`` when it stopped
+    part-way through its schedule (``stop_after``)."""
+    if config.stop_after is not None and config.stop_after < config.steps:
+        return f"{config.stop_after} of {config.steps} steps"
+    return f"{config.steps} steps"
 
 
 def _curve_title(adapter_config: AdapterConfig, config: TrainConfig) -> str:
