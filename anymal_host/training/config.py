@@ -101,6 +101,11 @@ class TrainConfig:
     keep_checkpoints: int = 3
 
     @property
+    def last_step(self) -> int:
+        """The step this run ends after: ``stop_after`` when set, else the schedule's ``steps``."""
+        return self.stop_after or self.steps
+
+    @property
     def trains_lora(self) -> bool:
         """Whether this run trains a LoRA on the LLM: stage 2 with a rank above 0."""
         return self.stage == 2 and self.lora_r > 0

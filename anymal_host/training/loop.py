@@ -69,10 +69,9 @@ def train(config: TrainConfig, host: AnymalHost | None = None, progress: bool = 
     """Run a training job; every checkpoint under ``output_dir/checkpoints`` is a publishable adapter package."""
     run = _Run.setup(config, host, progress)
     try:
-        end = config.stop_after or config.steps
-        while run.state["step"] < end:
+        while run.state["step"] < config.last_step:
             record = run.step()
-            if run.state["step"] % config.eval_every == 0 or run.state["step"] == end:
+            if run.state["step"] % config.eval_every == 0 or run.state["step"] == config.last_step:
                 improved = run.validate(record)
                 run.checkpoint(improved)
         return run.finish()
@@ -230,7 +229,7 @@ class _Run:
                    else "instruction conversations are scored by `anymal eval --data FOLDER`"
                    if spec.info.get("format") == "jsonl" else "the validation items carry no labels")
             _log(accelerator, f"validation accuracy: off ({why})")
-        bar = tqdm(total=config.stop_after or config.steps, initial=state["step"], desc="training", unit="step",
+        bar = tqdm(total=config.last_step, initial=state["step"], desc="training", unit="step",
                    disable=not progress or not accelerator.is_main_process)
         return cls(config, accelerator, llm, spec, modality, adapter, adapter_config, optimizer, scheduler, state,
                    train_items, val_items, answers, questions, output, lora_dir, bar, label_heads)
@@ -526,8 +525,8 @@ def _write_checkpoints(output: Path, adapter: ModalityAdapter, config: AdapterCo
 def _steps_text(config: TrainConfig) -> str:
     """How long a run trained, for its provenance: ``400 steps``, or ``1000 of 2500 steps`` when it stopped
     part-way through its schedule (``stop_after``)."""
-    if config.stop_after is not None and config.stop_after < config.steps:
-        return f"{config.stop_after} of {config.steps} steps"
+    if config.last_step < config.steps:
+        return f"{config.last_step} of {config.steps} steps"
     return f"{config.steps} steps"
 
 

@@ -32,7 +32,8 @@ import numpy as np
 import torch
 
 from .labels import (COLOR_QUESTION, COLORS, COUNT_QUESTION, COUNT_STREAMS, COUNT_WORDS, COUNTS_SIZES,
-                     DESCRIBE_QUESTION, DIGIT_QUESTION, DIGIT_WORDS, HELD_OUT, PAIRS, SEEN_PAIRS, SHAPE_QUESTION, SHAPES, SHAPES_SIZES,
+                     DESCRIBE_QUESTION, DIGIT_QUESTION, DIGIT_WORDS, HELD_OUT, PAIRS, SEEN_PAIRS, SHAPE_QUESTION,
+                     SHAPES, SHAPES_SIZES,
                      color_answer, color_from_text, count_answer, count_from_text, digit_answer, digit_from_text,
                      pair_from_text, shape_answer, shape_from_text)
 from .modality import ImageModality

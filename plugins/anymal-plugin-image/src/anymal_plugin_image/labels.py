@@ -7,7 +7,8 @@ import re
 
 __all__ = ["SHAPES", "COLORS", "PAIRS", "HELD_OUT", "SEEN_PAIRS", "COUNT_WORDS", "DIGIT_WORDS", "SHAPE_QUESTION",
            "COLOR_QUESTION", "COUNT_QUESTION", "DIGIT_QUESTION", "DESCRIBE_QUESTION", "MIX_QUESTIONS", "MIX_LABELS",
-           "SHAPES_SIZES", "COUNTS_SIZES", "COUNT_STREAMS", "shape_answer", "color_answer", "count_answer", "digit_answer",
+           "SHAPES_SIZES", "COUNTS_SIZES", "COUNT_STREAMS", "shape_answer", "color_answer", "count_answer",
+           "digit_answer",
            "pair_from_text", "shape_from_text", "color_from_text", "count_from_text", "digit_from_text"]
 
 SHAPES = ("circle", "square", "triangle")
